@@ -149,21 +149,27 @@ def render(scene: Scene, image_size: int) -> np.ndarray:
 def counterfactual(scene: Scene, change: str, rng: np.random.Generator) -> Scene:
     """The same scene with exactly one parameter changed to a different value."""
     if change not in CHANGEABLE:
-        raise ValueError(f"unknown counterfactual change {change!r}; choose one of {list(CHANGEABLE)}")
+        raise ValueError(
+            f"unknown counterfactual change {change!r}; choose one of {list(CHANGEABLE)}"
+        )
     if change == "class":
         return dataclasses.replace(scene, shape=_other(rng, CLASSES, scene.shape))
     if change == "colour":
         return dataclasses.replace(scene, colour=_other(rng, list(COLOURS), scene.colour))
     if change == "background":
         names = [name for name in BACKGROUNDS if name not in scene.background]
-        return dataclasses.replace(scene, background=tuple(rng.choice(names, 2, replace=False).tolist()))
+        return dataclasses.replace(
+            scene, background=tuple(rng.choice(names, 2, replace=False).tolist())
+        )
     if change == "size":
         factor = rng.choice([0.7, 1.3])
         limit = min(*scene.position, 1 - scene.position[0], 1 - scene.position[1]) - 0.02
         return dataclasses.replace(scene, size=float(min(scene.size * factor, limit)))
     # change == "position": move the object to another place where it still fits.
     low, high = scene.size + 0.02, 1.0 - scene.size - 0.02
-    return dataclasses.replace(scene, position=(float(rng.uniform(low, high)), float(rng.uniform(low, high))))
+    return dataclasses.replace(
+        scene, position=(float(rng.uniform(low, high)), float(rng.uniform(low, high)))
+    )
 
 
 def _other(rng: np.random.Generator, values, current: str) -> str:

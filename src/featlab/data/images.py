@@ -1,0 +1,110 @@
+"""Image stores: `images/{imageset}.zarr`, uint8 (N, H, W, 3) chunked along N.
+
+Beside the images a store holds `image_id`, `label` and `split` arrays (one entry per image, in
+the same order as the original store) and, for manipulated sets, a `mask` array (N, H, W) of the
+pixels that changed.
+"""
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from featlab.io import atomic_path
+
+SPLITS = ("train", "val", "test")
+MIN_CHUNK_BYTES = 1 << 20  # chunks of at least 1 MB along N
+
+
+def chunk_length(bytes_per_item: int, n_items: int) -> int:
+    """Items per chunk along N so that a chunk holds at least MIN_CHUNK_BYTES."""
+    return max(1, min(n_items, math.ceil(MIN_CHUNK_BYTES / max(1, bytes_per_item))))
+
+
+@dataclasses.dataclass
+class ImageSet:
+    """An image set held in memory."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N,) int64
+    splits: np.ndarray  # (N,) str, each one of SPLITS
+    image_ids: np.ndarray  # (N,) str, stable across the original and its manipulations
+    masks: np.ndarray | None = None  # (N, H, W) bool, where a manipulation changed the image
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}"
+            )
+        for name in ("labels", "splits", "image_ids"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} images")
+        unknown = set(np.unique(self.splits)) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown split names {sorted(unknown)}; use {SPLITS}")
+        if self.masks is not None and self.masks.shape != self.images.shape[:3]:
+            raise ValueError(
+                f"masks must be (N, H, W) = {self.images.shape[:3]}, got {self.masks.shape}"
+            )
+
+
+def write_image_store(
+    path: str | os.PathLike, image_set: ImageSet, attrs: dict | None = None
+) -> None:
+    """Write an image set to a Zarr store atomically (nothing at `path` until it is complete)."""
+    n, height, width, _ = image_set.images.shape
+    with atomic_path(path) as temporary:
+        group = zarr.open_group(temporary, mode="w")
+        group.attrs.update(attrs or {})
+        rows = chunk_length(height * width * 3, n)
+        group.create_array("images", data=image_set.images, chunks=(rows, height, width, 3))
+        group.create_array("label", data=image_set.labels.astype(np.int64))
+        group.create_array("split", data=np.asarray(image_set.splits, dtype=str))
+        group.create_array("image_id", data=np.asarray(image_set.image_ids, dtype=str))
+        if image_set.masks is not None:
+            group.create_array("mask", data=image_set.masks, chunks=(rows, height, width))
+
+
+class ImageStore:
+    """Read access to an image store; arrays are read lazily, chunk by chunk."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not an image store (no zarr.json); rerun the stage that writes it"
+            )
+        self.group = zarr.open_group(self.path, mode="r")
+        self.images = self.group["images"]
+        self.labels = self.group["label"][:]
+        self.splits = self.group["split"][:].astype(str)
+        self.image_ids = self.group["image_id"][:].astype(str)
+        self.masks = self.group["mask"] if "mask" in self.group else None
+        self.attrs = dict(self.group.attrs)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[1:3])
+
+    def indices(self, split: str) -> np.ndarray:
+        """Positions of the images of one split, in store order."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+        return np.flatnonzero(self.splits == split)
+
+    def read(self) -> ImageSet:
+        """Load the whole set into memory."""
+        return ImageSet(
+            images=self.images[:],
+            labels=self.labels,
+            splits=self.splits,
+            image_ids=self.image_ids,
+            masks=None if self.masks is None else self.masks[:],
+        )

@@ -1,0 +1,49 @@
+"""Atomic outputs and JSON: a job that fails or is killed leaves nothing that looks complete."""
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Remove a file or a directory tree; nothing happens if it does not exist."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`, renamed onto `path` only if the block succeeds.
+
+    The temporary path lives in the same folder, so the final rename is atomic on one file system;
+    a crash leaves only a hidden `.NAME.tmp-PID` entry, never a partial `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    remove(temporary)
+    try:
+        yield temporary
+    except BaseException:
+        remove(temporary)
+        raise
+    remove(path)
+    os.replace(temporary, path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON atomically, with sorted keys so that equal data gives equal files."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as handle:
+        return json.load(handle)

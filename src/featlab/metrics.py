@@ -1,0 +1,167 @@
+"""Feature-space metrics: how close a mapped feature map is to the true one.
+
+Feature maps are arrays of shape (N, C, H, W); each position (h, w) of an image holds a C-vector.
+These are the project's metric definitions (METHODS.md, FeatMap evaluation):
+
+- cosine_median: mean over images of the per-image median, over positions, of the cosine
+  similarity between the two C-vectors at each position;
+- cosine_masked: mean over images that have changed positions of the per-image median of the
+  per-position cosine over the changed positions only;
+- mse: mean over images of the per-image mean squared error over all elements.
+
+Functions here return one value per image; callers average them (`summarise` does the nan-mean),
+so that results from several batches combine exactly. Everything is computed in float64 whatever
+the input dtype, without materialising float64 copies of whole feature maps.
+"""
+
+import math
+
+import numpy as np
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    """Raise unless a and b are feature maps (N, C, H, W) of one shape."""
+    if a.ndim != 4:
+        raise ValueError(f"feature maps must be (N, C, H, W), got shape {a.shape}")
+    if a.shape != b.shape:
+        raise ValueError(f"feature maps differ in shape: {a.shape} vs {b.shape}")
+
+
+def _check_mask(mask: np.ndarray, shape: tuple[int, ...]) -> None:
+    """Raise unless mask is a bool array of the given shape."""
+    if mask.dtype != np.bool_:
+        raise ValueError(f"mask must be bool, got dtype {mask.dtype}")
+    if mask.shape != shape:
+        raise ValueError(f"mask must have shape {shape}, got {mask.shape}")
+
+
+def cosine_per_position(a: np.ndarray, b: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Cosine similarity over channels at every position of every image.
+
+    cos[n, h, w] = <a[n, :, h, w], b[n, :, h, w]> / max(|a[n, :, h, w]| |b[n, :, h, w]|, eps),
+    so a position where either vector is zero scores 0 rather than NaN.
+
+    Args:
+        a: Feature maps (N, C, H, W).
+        b: Feature maps of the same shape.
+        eps: Floor on the product of the norms.
+
+    Returns:
+        Float64 array (N, H, W).
+    """
+    _check_pair(a, b)
+    # (N, C, H, W) x (N, C, H, W) -> (N, H, W), summed over C in float64.
+    dot = np.einsum("nchw,nchw->nhw", a, b, dtype=np.float64)
+    norm_a = np.sqrt(np.einsum("nchw,nchw->nhw", a, a, dtype=np.float64))
+    norm_b = np.sqrt(np.einsum("nchw,nchw->nhw", b, b, dtype=np.float64))
+    return dot / np.maximum(norm_a * norm_b, eps)
+
+
+def cosine_median(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image median over positions of the per-position cosine similarity.
+
+    The median rather than the mean keeps a few positions where the maps disagree strongly (the
+    edited region, say) from dominating the score. The metric `cosine_median` of a test set is the
+    mean of these values over images.
+
+    Args:
+        a: Feature maps (N, C, H, W).
+        b: Feature maps of the same shape.
+
+    Returns:
+        Float64 array (N,).
+    """
+    cos = cosine_per_position(a, b)
+    # (N, H, W) -> (N, H*W)
+    return np.median(cos.reshape(cos.shape[0], -1), axis=1)
+
+
+def cosine_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-image median of the per-position cosine over the masked (changed) positions only.
+
+    The metric `cosine_masked` of a test set is the mean of these values over the images that have
+    at least one changed position; the others are NaN here, which `summarise` skips.
+
+    Args:
+        a: Feature maps (N, C, H, W).
+        b: Feature maps of the same shape.
+        mask: Bool array (N, H, W), True where the image changed (see `pool_mask`).
+
+    Returns:
+        Float64 array (N,); NaN for an image whose mask is empty.
+    """
+    cos = cosine_per_position(a, b)
+    _check_mask(mask, cos.shape)
+    medians = np.full(cos.shape[0], np.nan)
+    for i in range(cos.shape[0]):
+        selected = cos[i][mask[i]]
+        if selected.size:
+            medians[i] = np.median(selected)
+    return medians
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image mean squared error over all elements (channels and positions).
+
+    Args:
+        a: Feature maps (N, C, H, W).
+        b: Feature maps of the same shape.
+
+    Returns:
+        Float64 array (N,).
+    """
+    _check_pair(a, b)
+    # One image at a time, so the float64 difference never holds the whole batch.
+    errors = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        errors[i] = np.mean(np.square(np.subtract(a[i], b[i], dtype=np.float64)))
+    return errors
+
+
+def _block_edges(size: int, cells: int) -> list[tuple[int, int]]:
+    """Start and end (exclusive) of the input block each of `cells` output cells covers.
+
+    Cell i covers floor(i * size / cells) .. ceil((i + 1) * size / cells), as adaptive max pooling
+    does; neighbouring blocks overlap by a row when size is not a multiple of cells.
+    """
+    return [((i * size) // cells, -((-(i + 1) * size) // cells)) for i in range(cells)]
+
+
+def pool_mask(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Max-pool an image-resolution change mask to a feature grid.
+
+    A feature cell counts as changed when any pixel of the image block that maps onto it changed.
+
+    Args:
+        mask: Bool array (N, H, W) at image resolution.
+        grid: (h, w) of the feature map.
+
+    Returns:
+        Bool array (N, h, w).
+    """
+    if mask.ndim != 3 or mask.dtype != np.bool_:
+        raise ValueError(f"mask must be bool (N, H, W), got {mask.dtype} {mask.shape}")
+    h, w = grid
+    if h < 1 or w < 1:
+        raise ValueError(f"grid must be positive, got {grid}")
+    height, width = mask.shape[1:]
+    # (N, H, W) -> (N, h, W): pool the rows of each block.
+    rows = np.stack([mask[:, r0:r1].any(axis=1) for r0, r1 in _block_edges(height, h)], axis=1)
+    # (N, h, W) -> (N, h, w): then the columns.
+    return np.stack([rows[:, :, c0:c1].any(axis=2) for c0, c1 in _block_edges(width, w)], axis=2)
+
+
+def summarise(values: np.ndarray) -> tuple[float, int]:
+    """Mean of the non-NaN values and how many there were.
+
+    Args:
+        values: Per-image metric values, NaN where a metric is undefined for an image.
+
+    Returns:
+        (mean, count); the mean is NaN when the count is 0.
+    """
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[~np.isnan(finite)]
+    if finite.size == 0:
+        return math.nan, 0
+    return float(finite.mean()), int(finite.size)
