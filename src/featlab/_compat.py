@@ -1,4 +1,4 @@
-"""Workarounds for the environment featlab runs in."""
+"""Workarounds for the environments featlab runs in; import this before timm or torchvision."""
 
 import importlib.util
 
@@ -24,3 +24,6 @@ def define_torchvision_op_schemas() -> None:
     for op in ("nms", "qnms"):
         library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIBRARIES.append(library)
+
+
+define_torchvision_op_schemas()

@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
+
 import numpy as np
 import timm
 import torch
@@ -71,11 +73,15 @@ def build_backbone(spec: BackboneSpec, weights_path: str | os.PathLike | None = 
                 "weights_path"
             ) from error
     else:
-        model = _create(spec, pretrained=False)
         path = weights_path or spec.weights_path
+        if spec.weights in ("train", "file") and path is None:
+            raise ValueError(f"{spec.model}: weights={spec.weights} needs a weights file")
+        if spec.weights == "train":
+            # A pipeline-trained model's head size is in the JSON saved beside its weights.
+            saved = json.loads(Path(path).with_suffix(".json").read_text())["spec"]
+            spec = dataclasses.replace(spec, num_classes=saved["num_classes"])
+        model = _create(spec, pretrained=False)
         if spec.weights in ("train", "file"):
-            if path is None:
-                raise ValueError(f"{spec.model}: weights={spec.weights} needs a weights file")
             model.load_state_dict(load_weights(path))
     check_layers(model, spec.layers)
     return model.eval()

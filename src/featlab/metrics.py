@@ -165,3 +165,8 @@ def summarise(values: np.ndarray) -> tuple[float, int]:
     if finite.size == 0:
         return math.nan, 0
     return float(finite.mean()), int(finite.size)
+
+
+def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of rows of `logits` (N, classes) whose arg-max is the label."""
+    return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())

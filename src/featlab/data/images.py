@@ -83,7 +83,7 @@ class ImageStore:
         self.labels = self.group["label"][:]
         self.splits = self.group["split"][:].astype(str)
         self.image_ids = self.group["image_id"][:].astype(str)
-        self.masks = self.group["mask"] if "mask" in self.group else None
+        self.masks = self.group.get("mask")
         self.attrs = dict(self.group.attrs)
 
     def __len__(self) -> int:

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from featlab.data.images import ImageSet
+
 CLASSES = ("circle", "square", "triangle", "cross", "star")
 COLOURS = {
     "red": (220, 40, 40),
@@ -110,7 +112,7 @@ def _outline(shape: str, radius: float) -> list[tuple[float, float]]:
     if shape == "star":
         angles = np.deg2rad(np.arange(10) * 36 + 90)
         radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.42)
-        return [(r * math.cos(a), r * math.sin(a)) for r, a in zip(radii, angles)]
+        return [(r * math.cos(a), r * math.sin(a)) for r, a in zip(radii, angles, strict=True)]
     if shape == "cross":
         w = 0.33  # half-width of each bar
         return [(w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w), (-w, -1), (w, -1),
@@ -174,3 +176,16 @@ def counterfactual(scene: Scene, change: str, rng: np.random.Generator) -> Scene
 
 def _other(rng: np.random.Generator, values, current: str) -> str:
     return str(rng.choice([value for value in values if value != current]))
+
+
+def render_image_set(settings: ShapesSettings) -> tuple[ImageSet, list[Scene]]:
+    """Draw and render the scenes of both splits; image ids are their zero-padded positions."""
+    scenes, splits = sample_scenes(settings)
+    images = np.stack([render(scene, settings.image_size) for scene in scenes])
+    image_set = ImageSet(
+        images=images,
+        labels=np.array([scene.label for scene in scenes], dtype=np.int64),
+        splits=np.array(splits),
+        image_ids=np.array([f"shapes-{i:06d}" for i in range(len(scenes))]),
+    )
+    return image_set, scenes

@@ -1,0 +1,25 @@
+# The README's two commands: `make demo` runs the embedded default study, `make test` the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STUDY ?= shapes
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test lint venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt -e .
+	touch $@
+
+demo: venv
+	$(BIN)/snakemake --cores all
+	$(BIN)/snakemake --cores 1 --report results/$(STUDY)/report.html
+
+test: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check . && $(BIN)/snakemake --lint

@@ -1,0 +1,35 @@
+# featlab: the feature space of vision models, studied through the input space.
+#
+# Every output lives under results/{study}/ in one scheme:
+#   images/{imageset}.zarr                                  original and manipulated images
+#   models/{backbone}/model.safetensors                     backbones trained in the pipeline
+#   features/{backbone}/{imageset}.zarr                     layer outputs and logits
+#   mappings/{backbone}/{layer}/{manipulation}/{mapping}/   fitted maps and their metrics
+#   tables/metrics.csv, figures/                            the aggregated study
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/backbones.smk"
+include: "rules/mapping.smk"
+include: "rules/aggregate.smk"
+
+
+# The whole study: the metrics table and its figures.
+rule all:
+    default_target: True
+    input:
+        rules.aggregate.output,
+        rules.figures.input,

@@ -1,0 +1,59 @@
+# The study's tidy metrics table, joined from every stage's metrics files.
+rule aggregate:
+    input:
+        extraction_metrics(),
+        mapping_metrics(),
+    output:
+        report(
+            f"{RESULTS}/tables/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Tables",
+        ),
+    log:
+        f"{RESULTS}/logs/tables/metrics.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/metrics.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        study=config["study"],
+        code=code_hash("tables", "io"),
+    script:
+        "../workflow_scripts/aggregate.py"
+
+
+# Test cosine of mapped vs manipulated features by layer, manipulation and mapping.
+rule plot_cosine:
+    input:
+        rules.aggregate.output,
+    output:
+        report(
+            f"{RESULTS}/figures/cosine_by_layer.png",
+            caption="../report/cosine_by_layer.rst",
+            category="FeatMap",
+        ),
+    log:
+        f"{RESULTS}/logs/figures/cosine_by_layer.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/cosine_by_layer.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        plots=config["plots"],
+        code=code_hash("plots", "tables"),
+    script:
+        "../workflow_scripts/plot_cosine.py"
+
+
+# Every figure of the study, drawn from the stored tables only.
+rule figures:
+    input:
+        rules.plot_cosine.output,

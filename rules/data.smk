@@ -1,0 +1,45 @@
+# The original images: one seeded shapes-world scene per image, split into train and test.
+rule render_shapes:
+    output:
+        store=directory(image_store("original")),
+        scenes=f"{RESULTS}/images/original.scenes.json",
+    log:
+        f"{RESULTS}/logs/images/original.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/images/original.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        shapes=config["data"]["shapes"],
+        code=code_hash("data", "io"),
+    script:
+        "../workflow_scripts/render_shapes.py"
+
+
+# One manipulated image set per configured manipulation, in the original's image order.
+rule manipulate:
+    input:
+        original=image_store("original"),
+        scenes=rules.render_shapes.output.scenes,
+    output:
+        directory(image_store("{manipulation}")),
+    log:
+        f"{RESULTS}/logs/images/{{manipulation}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/images/{{manipulation}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        spec=manipulation_spec,
+        mask=config["change_mask"],
+        code=code_hash("manipulate", "geometry", "data", "io"),
+    script:
+        "../workflow_scripts/manipulate.py"

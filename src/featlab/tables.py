@@ -1,0 +1,67 @@
+"""The study's metrics table: a tidy long table with fixed, documented words.
+
+Every stage writes a JSON list of rows with these columns (empty strings where a column does not
+apply); `aggregate` joins them into `results/{study}/tables/metrics.csv`.
+"""
+
+import os
+from collections.abc import Iterable
+
+import pandas as pd
+
+from featlab.io import read_json
+
+COLUMNS = (
+    "study",
+    "stage",
+    "backbone",
+    "layer",
+    "manipulation",
+    "mapping",
+    "comparison",
+    "split",
+    "metric",
+    "value",
+    "n",
+)
+STAGES = ("classifier", "mapping", "analysis", "inversion", "lens", "filters")
+MAPPINGS = (
+    "identity",
+    "spatial",
+    "additive",
+    "linear",
+    "ridge",
+    "procrustes",
+    "local_linear",
+    "mlp",
+    "cnn",
+    "transformer",
+)
+SPLITS = ("train", "val", "test")
+
+
+def metric_row(stage: str, metric: str, value: float, n: int, **columns: str) -> dict:
+    """One row of the metrics table; checks the fixed words so that a typo cannot slip in."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; the table's stages are {STAGES}")
+    if columns.get("mapping") and columns["mapping"] not in MAPPINGS:
+        raise ValueError(
+            f"unknown mapping {columns['mapping']!r}; the table's mappings are {MAPPINGS}"
+        )
+    if columns.get("split") and columns["split"] not in SPLITS:
+        raise ValueError(f"unknown split {columns['split']!r}; use one of {SPLITS}")
+    unknown = set(columns) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown columns {sorted(unknown)}; the table's columns are {COLUMNS}")
+    row = {column: "" for column in COLUMNS if column != "study"}
+    row.update(columns, stage=stage, metric=metric, value=float(value), n=int(n))
+    return row
+
+
+def aggregate(paths: Iterable[str | os.PathLike], study: str) -> pd.DataFrame:
+    """Join metrics files into one table, sorted so that equal inputs give an equal file."""
+    rows = [row for path in paths for row in read_json(path)]
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "study"])
+    table.insert(0, "study", study)
+    keys = [c for c in COLUMNS if c not in ("value", "n")]
+    return table.sort_values(keys, kind="stable").reset_index(drop=True)
