@@ -63,8 +63,9 @@ def write_image_store(
         rows = chunk_length(height * width * 3, n)
         group.create_array("images", data=image_set.images, chunks=(rows, height, width, 3))
         group.create_array("label", data=image_set.labels.astype(np.int64))
-        group.create_array("split", data=np.asarray(image_set.splits, dtype=str))
-        group.create_array("image_id", data=np.asarray(image_set.image_ids, dtype=str))
+        for name, values in (("split", image_set.splits), ("image_id", image_set.image_ids)):
+            # Variable-length UTF-8: the string type with a Zarr v3 specification.
+            group.create_array(name, shape=(n,), dtype=str)[:] = np.asarray(values, dtype=str)
         if image_set.masks is not None:
             group.create_array("mask", data=image_set.masks, chunks=(rows, height, width))
 
@@ -81,8 +82,9 @@ class ImageStore:
         self.group = zarr.open_group(self.path, mode="r")
         self.images = self.group["images"]
         self.labels = self.group["label"][:]
-        self.splits = self.group["split"][:].astype(str)
-        self.image_ids = self.group["image_id"][:].astype(str)
+        # Variable-length strings come back as numpy's StringDType; fixed-width is simpler to use.
+        self.splits = np.array(self.group["split"][:].tolist(), dtype=str)
+        self.image_ids = np.array(self.group["image_id"][:].tolist(), dtype=str)
         self.masks = self.group.get("mask")
         self.attrs = dict(self.group.attrs)
 

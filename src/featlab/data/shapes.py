@@ -164,9 +164,11 @@ def counterfactual(scene: Scene, change: str, rng: np.random.Generator) -> Scene
             scene, background=tuple(rng.choice(names, 2, replace=False).tolist())
         )
     if change == "size":
-        factor = rng.choice([0.7, 1.3])
+        # Shrink by 30% or grow by 30%; growing is only offered while the object still fits
+        # with at least a 15% larger radius, so the change is always visible.
         limit = min(*scene.position, 1 - scene.position[0], 1 - scene.position[1]) - 0.02
-        return dataclasses.replace(scene, size=float(min(scene.size * factor, limit)))
+        sizes = [scene.size * 0.7] + [min(scene.size * 1.3, limit)] * (limit >= scene.size * 1.15)
+        return dataclasses.replace(scene, size=float(rng.choice(sizes)))
     # change == "position": move the object to another place where it still fits.
     low, high = scene.size + 0.02, 1.0 - scene.size - 0.02
     return dataclasses.replace(

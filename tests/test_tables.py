@@ -1,0 +1,39 @@
+"""The metrics table: fixed words, one row format, and a deterministic join."""
+
+import pytest
+
+from featlab.io import write_json
+from featlab.tables import COLUMNS, aggregate, metric_row
+
+
+def test_metric_row_fills_every_column():
+    row = metric_row("mapping", "cosine_median", 0.5, 10, backbone="cnn", mapping="ridge")
+    assert set(row) == set(COLUMNS) - {"study"}
+    assert row["layer"] == "" and row["value"] == 0.5 and row["n"] == 10
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [{"mapping": "ridge_regression"}, {"split": "validation"}, {"colour": "red"}],
+)
+def test_words_outside_the_table_are_rejected(columns):
+    with pytest.raises(ValueError, match="unknown"):
+        metric_row("mapping", "mse", 1.0, 1, **columns)
+    with pytest.raises(ValueError, match="stage"):
+        metric_row("mappings", "mse", 1.0, 1)
+
+
+def test_aggregate_is_sorted_and_independent_of_file_order(tmp_path):
+    first = [metric_row("mapping", "mse", 2.0, 4, backbone="vit", split="test")]
+    second = [
+        metric_row("classifier", "top1_accuracy", 0.9, 4, backbone="cnn", split="test"),
+        metric_row("mapping", "mse", 1.0, 4, backbone="cnn", split="test"),
+    ]
+    write_json(tmp_path / "a.json", first)
+    write_json(tmp_path / "b.json", second)
+    one = aggregate([tmp_path / "a.json", tmp_path / "b.json"], "demo")
+    two = aggregate([tmp_path / "b.json", tmp_path / "a.json"], "demo")
+    assert one.equals(two)
+    assert list(one.columns) == list(COLUMNS)
+    assert list(one.stage) == ["classifier", "mapping", "mapping"]
+    assert set(one.study) == {"demo"}
