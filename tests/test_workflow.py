@@ -72,8 +72,10 @@ def study(tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("workflow")
     for name in WORKFLOW_FILES:
         source = REPO / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
+        if source.is_dir():
+            shutil.copytree(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, workdir / name)
     shutil.copy2(TINY, workdir / "config.yaml")
     plan = planned_jobs(workdir)
     snakemake(workdir)
@@ -109,11 +111,23 @@ def test_second_run_has_nothing_to_do(study):
     assert planned_jobs(study["dir"]) == []
 
 
+def test_reordering_config_keys_reruns_nothing(study):
+    workdir = study["dir"]
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    reordered = {key: config[key] for key in reversed(list(config))}
+    reordered["manipulations"] = dict(reversed(config["manipulations"].items()))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(reordered, sort_keys=False))
+    try:
+        assert planned_jobs(workdir) == []
+    finally:
+        shutil.copy2(TINY, workdir / "config.yaml")
+
+
 def test_changing_one_manipulation_reruns_exactly_its_descendants(study):
     workdir = study["dir"]
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["manipulations"]["noise"]["sigma"] += 5
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     try:
         changed = [job for job in study["plan"] if job["rule"] == "manipulate"]
         changed = [job for job in changed if any("/noise.zarr" in o for o in job["output"])]
