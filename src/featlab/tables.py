@@ -6,10 +6,12 @@ apply); `aggregate` joins them into `results/{study}/tables/metrics.csv`.
 
 import os
 from collections.abc import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from featlab.io import read_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = (
     "study",
@@ -58,8 +60,12 @@ def metric_row(stage: str, metric: str, value: float, n: int, **columns: str) ->
     return row
 
 
-def aggregate(paths: Iterable[str | os.PathLike], study: str) -> pd.DataFrame:
+def aggregate(paths: Iterable[str | os.PathLike], study: str) -> "pd.DataFrame":
     """Join metrics files into one table, sorted so that equal inputs give an equal file."""
+    # Imported here: every stage writes rows through this module, and pandas costs each of those
+    # hundreds of short jobs half a second.
+    import pandas as pd
+
     rows = [row for path in paths for row in read_json(path)]
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "study"])
     table.insert(0, "study", study)
