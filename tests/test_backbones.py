@@ -1,8 +1,8 @@
 """timm backbones: weights from files and the hub, layer checks, and token grids."""
 
-import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
-
 import dataclasses
+
+import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
 
 import pytest
 import torch
@@ -59,12 +59,12 @@ def test_torch_checkpoint_loads_weights_only(tmp_path):
 
 def test_a_checkpoint_with_code_is_refused(tmp_path):
     torch.save({"state_dict": {}, "payload": Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(Exception, match="weights_only|Unsupported global"):
+    with pytest.raises(Exception, match=r"weights_only|Unsupported global"):
         load_weights(tmp_path / "evil.pth")
 
 
 def test_missing_weights_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.safetensors"):
         build_backbone(_from_file(RESNET, tmp_path / "nowhere.safetensors"))
 
 
@@ -85,7 +85,7 @@ def test_unknown_model_and_layer_are_named():
         build_backbone(BackboneSpec(model="resnet_nine", layers=("layer1",)))
     with pytest.raises(ValueError, match=r"layer9.*valid names include.*layer2"):
         build_backbone(dataclasses.replace(RESNET, layers=("layer9",)))
-    with pytest.raises(ValueError, match="blocks.0"):
+    with pytest.raises(ValueError, match=r"blocks\.0"):
         build_backbone(dataclasses.replace(VIT, layers=("layer2",)))
 
 

@@ -81,7 +81,8 @@ def test_classifier_rows_report_accuracy_per_split(tmp_path, images):
     test = images.indices("test")
     expected = np.mean(logits[test].argmax(1) == images.labels[test])
     assert rows[1]["value"] == pytest.approx(expected)
-    assert rows[1]["n"] == len(test) and rows[1]["manipulation"] == ""
+    assert rows[1]["n"] == len(test)
+    assert rows[1]["manipulation"] == ""
 
 
 class _Exploding(torch.nn.Module):
@@ -111,6 +112,6 @@ def test_float16_overflow_stops_with_the_setting_to_change(tmp_path, images):
     model = build_backbone(RESNET)
     with torch.no_grad():
         model.conv1.weight.mul_(1e9)  # the stem; blocks zero-init their last norm
-    with pytest.raises(OverflowError, match="extraction.dtype"):
+    with pytest.raises(OverflowError, match=r"extraction\.dtype"):
         extract_features(model, RESNET, images, tmp_path / "f.zarr", ExtractSettings(), {})
     assert not (tmp_path / "f.zarr").exists()

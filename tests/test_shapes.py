@@ -1,4 +1,4 @@
-"""The shapes world: seeded scenes, deterministic renders and exact one-parameter counterfactuals."""
+"""The shapes world: seeded scenes, deterministic renders, exact one-parameter counterfactuals."""
 
 import dataclasses
 

@@ -9,7 +9,9 @@ from featlab.tables import COLUMNS, aggregate, metric_row
 def test_metric_row_fills_every_column():
     row = metric_row("mapping", "cosine_median", 0.5, 10, backbone="cnn", mapping="ridge")
     assert set(row) == set(COLUMNS) - {"study"}
-    assert row["layer"] == "" and row["value"] == 0.5 and row["n"] == 10
+    assert row["layer"] == ""
+    assert row["value"] == 0.5
+    assert row["n"] == 10
 
 
 @pytest.mark.parametrize(

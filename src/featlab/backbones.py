@@ -82,7 +82,13 @@ def build_backbone(spec: BackboneSpec, weights_path: str | os.PathLike | None = 
             spec = dataclasses.replace(spec, num_classes=saved["num_classes"])
         model = _create(spec, pretrained=False)
         if spec.weights in ("train", "file"):
-            model.load_state_dict(load_weights(path))
+            try:
+                model.load_state_dict(load_weights(path))
+            except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
+                raise ValueError(
+                    f"weights file {path} does not fit timm model {spec.model!r} with model_args "
+                    f"{spec.model_args}; was it saved from another architecture?\n{error}"
+                ) from error
     check_layers(model, spec.layers)
     return model.eval()
 
