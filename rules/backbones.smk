@@ -39,7 +39,9 @@ rule extract:
         f"{RESULTS}/benchmarks/features/{{backbone}}/{{imageset}}.tsv"
     conda:
         ENV
-    threads: 2
+    # One core: jobs of small models gain little from a second, and on a 2-core machine the
+    # first backbone's stores are extracted while the second still trains.
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
