@@ -11,7 +11,9 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt -e .
+	# --no-compile: byte-compiling every installed module took half the install; Python compiles
+	# what it imports on first use.
+	$(BIN)/pip install --quiet --no-compile -c constraints.txt -r requirements.txt -e .
 	touch $@
 
 demo: venv

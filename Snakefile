@@ -24,6 +24,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/backbones.smk"
 include: "rules/mapping.smk"
+include: "rules/featmap.smk"
 include: "rules/aggregate.smk"
 
 

@@ -53,7 +53,45 @@ rule plot_cosine:
         "../workflow_scripts/plot_cosine.py"
 
 
+# FeatMap: each mapping against the best, bias share and effective rank, rank-k curves.
+rule plot_featmap:
+    input:
+        rules.aggregate.output,
+    output:
+        relative=report(
+            f"{RESULTS}/figures/relative_cosine.png",
+            caption="../report/relative_cosine.rst",
+            category="FeatMap",
+        ),
+        structure=report(
+            f"{RESULTS}/figures/linear_structure.png",
+            caption="../report/linear_structure.rst",
+            category="FeatMap",
+        ),
+        ranks=report(
+            f"{RESULTS}/figures/rank_curves.png",
+            caption="../report/rank_curves.rst",
+            category="FeatMap",
+        ),
+    log:
+        f"{RESULTS}/logs/figures/featmap.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/featmap.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        plots=config["plots"],
+        code=code_hash("plots", "tables"),
+    script:
+        "../workflow_scripts/plot_featmap.py"
+
+
 # Every figure of the study, drawn from the stored tables only.
 rule figures:
     input:
         rules.plot_cosine.output,
+        featmap_figures(),

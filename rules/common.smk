@@ -24,6 +24,7 @@ RESULTS = f"results/{config['study']}"
 ENV = "../envs/featlab.yaml"
 MANIPULATIONS = list(config["manipulations"])
 BACKBONES = list(config["backbones"])
+TRAINED_MAPPINGS = ("additive", "linear", "local_linear", "mlp", "cnn", "transformer")
 
 
 wildcard_constraints:
@@ -70,20 +71,54 @@ def manipulation_spec(wildcards):
     return config["manipulations"][wildcards.manipulation]
 
 
-def mappings_for(manipulation):
-    """The configured mappings that apply: `spatial` only to geometric manipulations."""
+def mapping_settings(wildcards):
+    """A mapping's hyperparameters, without `spatial_first` (see spatial_first_of)."""
+    return {k: v for k, v in config["mappings"][wildcards.mapping].items() if k != "spatial_first"}
+
+
+def spatial_first_of(wildcards):
+    """The spatial op a mapping applies first: the manipulation's, if it is geometric and the
+    mapping's spatial_first is set; else None."""
+    if not config["mappings"][wildcards.mapping].get("spatial_first", False):
+        return None
+    return spatial_op_of(config["manipulations"][wildcards.manipulation])
+
+
+def trained_here(layer, manipulation):
+    """Whether featmap.trained_subset lets trained mappings fit this layer and manipulation."""
+    subset = config["featmap"]["trained_subset"]
+    return all(
+        subset[key] is None or value in subset[key]
+        for key, value in (("layers", layer), ("manipulations", manipulation))
+    )
+
+
+def mappings_for(manipulation, layer=None):
+    """The configured mappings that apply: `spatial` only to geometric manipulations, trained
+    ones only where featmap.trained_subset selects."""
     geometric = spatial_op_of(config["manipulations"][manipulation]) is not None
-    return [m for m in config["mappings"] if m != "spatial" or geometric]
+    trained = layer is None or trained_here(layer, manipulation)
+    return [
+        m
+        for m in config["mappings"]
+        if (m != "spatial" or geometric) and (m not in TRAINED_MAPPINGS or trained)
+    ]
 
 
 def mapping_metrics():
-    """Every (backbone, layer, manipulation, mapping) metrics file of the study."""
+    """Every (backbone, layer, manipulation, mapping) metrics file of the study, and each
+    layer's semantic-consistency and linear-structure analysis files."""
     return [
         f"{RESULTS}/mappings/{backbone}/{layer}/{manipulation}/{mapping}/metrics.json"
         for backbone in BACKBONES
         for layer in config["backbones"][backbone]["layers"]
         for manipulation in MANIPULATIONS
-        for mapping in mappings_for(manipulation)
+        for mapping in mappings_for(manipulation, layer)
+    ] + [
+        f"{RESULTS}/mappings/{backbone}/{layer}/{kind}.json"
+        for backbone in BACKBONES
+        for layer in config["backbones"][backbone]["layers"]
+        for kind in ("semantic", "analysis")
     ]
 
 
@@ -93,3 +128,61 @@ def extraction_metrics():
         for backbone in BACKBONES
         for imageset in ["original", *MANIPULATIONS]
     ]
+
+
+def featmap_figures():
+    """The FeatMap analysis figures, when the study fits the affine map they draw."""
+    if config["plots"].get("rank_mapping", "ridge") not in config["mappings"]:
+        return []
+    return rules.plot_featmap.output
+
+
+# FeatMap: what the per-layer analysis and semantic-consistency jobs read.
+AFFINE_MAPPINGS = ("ridge", "procrustes", "linear")
+
+
+def map_file(backbone, layer, manipulation, mapping):
+    """A fitted mapping's weights; None for the baselines, which have none."""
+    if mapping in ("identity", "spatial"):
+        return None
+    return f"{RESULTS}/mappings/{backbone}/{layer}/{manipulation}/{mapping}/map.safetensors"
+
+
+def layer_plan(wildcards, only=None):
+    """One entry per (manipulation, mapping) of a backbone's layer, with the files it needs."""
+    backbone, layer = wildcards.backbone, wildcards.layer
+    return [
+        dict(
+            manipulation=manipulation,
+            mapping=mapping,
+            features=features_of(backbone, manipulation),
+            images=image_store(manipulation),
+            map=map_file(backbone, layer, manipulation, mapping),
+            spatial_op=spatial_op_of(config["manipulations"][manipulation]),
+        )
+        for manipulation in MANIPULATIONS
+        for mapping in mappings_for(manipulation, layer)
+        if only is None or mapping in only
+    ]
+
+
+def semantic_plan(wildcards):
+    return layer_plan(wildcards)
+
+
+def analysis_plan(wildcards):
+    return layer_plan(wildcards, only=AFFINE_MAPPINGS)
+
+
+def plan_files(plan):
+    """The stores and map files of a plan, once each, as rule inputs."""
+    files = [entry[key] for entry in plan for key in ("features", "images", "map")]
+    return list(dict.fromkeys(path for path in files if path is not None))
+
+
+def semantic_inputs(wildcards):
+    return plan_files(semantic_plan(wildcards))
+
+
+def analysis_inputs(wildcards):
+    return plan_files(analysis_plan(wildcards))

@@ -39,7 +39,7 @@ rule fit_closed_form:
     benchmark:
         f"{RESULTS}/benchmarks/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.tsv"
     wildcard_constraints:
-        mapping="ridge",
+        mapping="ridge|procrustes",
     conda:
         ENV
     threads: 1
@@ -47,7 +47,8 @@ rule fit_closed_form:
         mem_mb=4000,
         runtime=30,
     params:
-        settings=lambda wildcards: config["mappings"][wildcards.mapping],
+        settings=mapping_settings,
+        spatial_op=spatial_first_of,
         code=code_hash("mapping", "geometry", "metrics", "tables", "store", "io"),
     script:
         "../workflow_scripts/fit_closed_form.py"

@@ -104,7 +104,27 @@ def test_full_run_writes_the_table_and_figures(study):
     for manipulation in study["config"]["manipulations"]:
         mappings = set(test_cosine[test_cosine.manipulation == manipulation].mapping)
         assert {"identity", "ridge"} <= mappings
-    assert (results / "figures" / "cosine_by_layer.png").stat().st_size > 0
+    for figure in ("cosine_by_layer", "relative_cosine", "linear_structure", "rank_curves"):
+        assert (results / "figures" / f"{figure}.png").stat().st_size > 0
+
+
+def test_featmap_fits_every_mapping_type_where_the_subset_selects(study):
+    table = pd.read_csv(
+        study["dir"] / "results" / "tiny" / "tables" / "metrics.csv", keep_default_na=False
+    )
+    fits = table[(table.stage == "mapping") & (table.metric == "cosine_median")]
+    subset = fits[(fits.manipulation == "rot90") & (fits.layer == "layer3")]
+    assert set(subset.mapping) == set(study["config"]["mappings"])
+    elsewhere = set(fits[fits.manipulation != "rot90"].mapping)
+    assert elsewhere == {"identity", "ridge", "procrustes"}  # closed form and baselines only
+    # spatial_first: Procrustes and the transformer rotate the originals first on rot90
+    first = subset[subset.comparison == "mapped_vs_manipulated_spatial_first"]
+    assert set(first.mapping) == {"procrustes", "transformer"}
+    # semantic consistency of every mapping, and the linear-structure analysis of affine maps
+    semantic = table[(table.metric == "top1_agreement") & (table.manipulation == "rot90")]
+    assert set(semantic[semantic.layer == "layer3"].mapping) == set(study["config"]["mappings"])
+    analysis = table[(table.stage == "analysis") & (table.metric == "effective_rank")]
+    assert {"ridge", "procrustes", "linear"} <= set(analysis.mapping)
 
 
 def test_second_run_has_nothing_to_do(study):

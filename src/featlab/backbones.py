@@ -199,3 +199,90 @@ def capture_layers(model: nn.Module, layers: tuple[str, ...]) -> Iterator[dict[s
     finally:
         for handle in handles:
             handle.remove()
+
+
+def forward_from_layer(
+    model: nn.Module,
+    layer: str,
+    maps: torch.Tensor,
+    prefix: torch.Tensor | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Logits of the model when the output of `layer` is replaced by the feature maps `maps`.
+
+    The model runs on a placeholder input, and a forward hook swaps the layer's output for `maps`
+    in the layer's own format (the inverse of `to_grid`: channels-last for Swin-style models,
+    tokens with the prefix tokens put back in front for ViTs), so the later layers and the head
+    run on the given features. The layers before `layer` compute on zeros and are discarded: this
+    is exact for timm stage and block outputs, which the rest of the network sees only through
+    that output, and works for any architecture; it costs one forward pass of the early layers.
+
+    Args:
+        model: A timm model in eval mode.
+        layer: Name of the module whose output `maps` replaces (e.g. "layer3", "blocks.5").
+        maps: Feature maps (B, C, H, W), as `to_grid` reads them.
+        prefix: Class/register tokens (B, P, C) of a token model (the feature store's
+            `prefix_tokens/{layer}`); needed when the layer outputs tokens and P > 0.
+        input_size: (height, width) of the images the features came from; by default the grid
+            times the layer's reduction in `model.feature_info`.
+
+    Returns:
+        Logits (B, classes), float32.
+    """
+    # 1. Check inputs and find the placeholder image size
+    check_layers(model, (layer,))
+    if maps.ndim != 4:
+        raise ValueError(f"maps must be (B, C, H, W), got shape {tuple(maps.shape)}")
+    if input_size is None:
+        reductions = {
+            info["module"]: info["reduction"] for info in getattr(model, "feature_info", [])
+        }
+        if layer not in reductions:
+            raise ValueError(f"{layer} is not in the model's feature_info: pass input_size")
+        input_size = (maps.shape[-2] * reductions[layer], maps.shape[-1] * reductions[layer])
+    parameter = next(model.parameters())
+    placeholder = torch.zeros(
+        maps.shape[0], 3, *input_size, dtype=parameter.dtype, device=parameter.device
+    )
+
+    # 2. Swap the layer's output for the given features during one forward pass
+    def replace(_module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor:
+        return _as_layer_output(model, output, maps, prefix)
+
+    handle = dict(model.named_modules())[layer].register_forward_hook(replace)
+    try:
+        with torch.inference_mode():
+            return model(placeholder).float()
+    finally:
+        handle.remove()
+
+
+def _as_layer_output(
+    model: nn.Module, output: torch.Tensor, maps: torch.Tensor, prefix: torch.Tensor | None
+) -> torch.Tensor:
+    """`maps` (B, C, H, W) in the format of the layer's real `output` (the inverse of to_grid)."""
+    maps = maps.to(device=output.device, dtype=output.dtype)
+    if output.ndim == 4:
+        replaced = maps
+        if getattr(model, "output_fmt", "NCHW") == "NHWC":
+            replaced = maps.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+    elif output.ndim == 3:
+        replaced = maps.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+        n_prefix = output.shape[1] - replaced.shape[1]
+        if n_prefix > 0:
+            if prefix is None or tuple(prefix.shape[1:]) != (n_prefix, output.shape[2]):
+                got = None if prefix is None else tuple(prefix.shape)
+                raise ValueError(
+                    f"the layer outputs {n_prefix} prefix tokens: pass prefix (B, {n_prefix}, "
+                    f"{output.shape[2]}) from the store's prefix_tokens, got {got}"
+                )
+            # (B, P, C) + (B, H*W, C) -> (B, P + H*W, C)
+            replaced = torch.cat([prefix.to(device=output.device, dtype=output.dtype), replaced], 1)
+    else:
+        raise ValueError(f"cannot replace a layer output of shape {tuple(output.shape)}")
+    if replaced.shape != output.shape:
+        raise ValueError(
+            f"features of shape {tuple(maps.shape)} do not fit the layer's output "
+            f"{tuple(output.shape)}"
+        )
+    return replaced

@@ -17,6 +17,9 @@ the input dtype, without materialising float64 copies of whole feature maps.
 import math
 
 import numpy as np
+import scipy.spatial.distance
+import scipy.special
+import scipy.stats
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -170,3 +173,74 @@ def summarise(values: np.ndarray) -> tuple[float, int]:
 def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Share of rows of `logits` (N, classes) whose arg-max is the label."""
     return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+# Class-probability metrics of semantic consistency (METHODS.md, FeatMap evaluation, semantic):
+# logits (N, K) -> one value per image, summarised like the feature metrics.
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, K) in float64 from logits (N, K)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (N, K), got shape {logits.shape}")
+    return scipy.special.softmax(logits, axis=1)
+
+
+def entropy(logits: np.ndarray) -> np.ndarray:
+    """Per-image entropy, in bits, of the softmax of the logits (N, K): between 0 and log2 K."""
+    return scipy.stats.entropy(softmax(logits), base=2, axis=1)
+
+
+def jsd(logits_p: np.ndarray, logits_q: np.ndarray) -> np.ndarray:
+    """Per-image Jensen-Shannon divergence, in bits (log2), between the softmaxes of two logits.
+
+    JSD(P, Q) = H(M) - (H(P) + H(Q)) / 2 with M = (P + Q) / 2: 0 for equal distributions, at
+    most 1 bit for disjoint supports. (scipy's `jensenshannon` is its square root, the distance.)
+
+    Args:
+        logits_p: Logits (N, K).
+        logits_q: Logits (N, K) of the same images.
+
+    Returns:
+        Float64 array (N,).
+    """
+    p, q = softmax(logits_p), softmax(logits_q)
+    if p.shape != q.shape:
+        raise ValueError(f"logits differ in shape: {p.shape} vs {q.shape}")
+    return scipy.spatial.distance.jensenshannon(p, q, base=2, axis=1) ** 2
+
+
+def top_k_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-image hit (1.0) or miss (0.0): is the label among the k highest logits?
+
+    The mean over images is the top-k accuracy. With k at or above the number of classes every
+    image is a hit (top-5 accuracy of a 5-class problem is 1 by definition).
+
+    Args:
+        logits: Logits (N, K).
+        labels: Class indices (N,).
+        k: How many of the highest logits count.
+
+    Returns:
+        Float64 array (N,) of 0.0 and 1.0.
+    """
+    logits = np.asarray(logits)
+    labels = np.asarray(labels)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"need logits (N, K) and labels (N,), got {logits.shape}, {labels.shape}")
+    # (N, K) -> (N, k): the indices of the k largest logits of each row, in any order.
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return (top == labels[:, None]).any(axis=1).astype(np.float64)
+
+
+def top1_agreement(logits_a: np.ndarray, logits_b: np.ndarray) -> np.ndarray:
+    """Per-image 1.0 where the two logits (N, K) pick the same top class, else 0.0."""
+    logits_a, logits_b = np.asarray(logits_a), np.asarray(logits_b)
+    if logits_a.shape != logits_b.shape or logits_a.ndim != 2:
+        raise ValueError(
+            f"need two (N, K) logits of one shape, got {logits_a.shape}, {logits_b.shape}"
+        )
+    return (logits_a.argmax(axis=1) == logits_b.argmax(axis=1)).astype(np.float64)
