@@ -1,5 +1,6 @@
 # FeatMap beyond closed form: trained mappings, linear-structure analysis, semantic consistency.
 
+
 # A trained mapping (FeatMap recipe), its per-epoch history, and its scores on every split.
 rule train_mapping:
     input:
@@ -28,7 +29,7 @@ rule train_mapping:
         settings=mapping_settings,
         spatial_op=spatial_first_of,
         training=config["featmap"]["training"],
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "io"),
+        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io"),
     script:
         "../workflow_scripts/train_mapping.py"
 
@@ -53,7 +54,7 @@ rule analyse_maps:
     params:
         plan=analysis_plan,
         analysis=config["featmap"]["analysis"],
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "io"),
+        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io"),
     script:
         "../workflow_scripts/analyse_maps.py"
 
@@ -81,6 +82,16 @@ rule semantic_consistency:
         backbone=backbone_config,
         plan=semantic_plan,
         semantic=config["featmap"]["semantic"],
-        code=code_hash("mapping", "backbones", "geometry", "metrics", "tables", "store", "io"),
+        code=code_hash(
+            "mapping",
+            "backbones",
+            "geometry",
+            "metrics",
+            "tables",
+            "store",
+            "data",
+            "io",
+            "_compat",
+        ),
     script:
         "../workflow_scripts/semantic_consistency.py"
