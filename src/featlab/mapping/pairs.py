@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from featlab.data.images import SPLITS, ImageStore
-from featlab.geometry import apply_spatial, spatial_op_of
+from featlab.geometry import apply_spatial
 from featlab.mapping.fit import LayerPair
 
 COMPARISON = "mapped_vs_manipulated"
@@ -23,11 +23,6 @@ SPATIAL_FIRST = "spatial_first"
 def comparison_of(spatial_op: str | None) -> str:
     """The `comparison` word of a mapping that does (or does not) apply a spatial op first."""
     return f"{COMPARISON}_{SPATIAL_FIRST}" if spatial_op else COMPARISON
-
-
-def spatial_first_op(spec: dict, spatial_first: bool) -> str | None:
-    """The op a mapping applies first: the manipulation's spatial op if asked and geometric."""
-    return spatial_op_of(spec) if spatial_first else None
 
 
 def carve_splits(images: ImageStore, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
