@@ -17,9 +17,7 @@ the input dtype, without materialising float64 copies of whole feature maps.
 import math
 
 import numpy as np
-import scipy.spatial.distance
 import scipy.special
-import scipy.stats
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -189,6 +187,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def entropy(logits: np.ndarray) -> np.ndarray:
     """Per-image entropy, in bits, of the softmax of the logits (N, K): between 0 and log2 K."""
+    import scipy.stats  # here, not at the top: it costs every job that imports metrics a second
+
     return scipy.stats.entropy(softmax(logits), base=2, axis=1)
 
 
@@ -205,6 +205,8 @@ def jsd(logits_p: np.ndarray, logits_q: np.ndarray) -> np.ndarray:
     Returns:
         Float64 array (N,).
     """
+    import scipy.spatial.distance  # here, not at the top: see `entropy`
+
     p, q = softmax(logits_p), softmax(logits_q)
     if p.shape != q.shape:
         raise ValueError(f"logits differ in shape: {p.shape} vs {q.shape}")
