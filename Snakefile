@@ -5,7 +5,10 @@
 #   models/{backbone}/model.safetensors                     backbones trained in the pipeline
 #   features/{backbone}/{imageset}.zarr                     layer outputs and logits
 #   mappings/{backbone}/{layer}/{manipulation}/{mapping}/   fitted maps and their metrics
+#   lens/{backbone}/{case}/                                 lens morphs (frames, readings)
+#   filters/{backbone}/{layer}/                             decoded neuron filters, fidelity
 #   tables/metrics.csv, figures/                            the aggregated study
+#   provenance.json                                         config, code and package versions
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -25,12 +28,15 @@ include: "rules/data.smk"
 include: "rules/backbones.smk"
 include: "rules/mapping.smk"
 include: "rules/featmap.smk"
+include: "rules/lens.smk"
+include: "rules/filters.smk"
 include: "rules/aggregate.smk"
 
 
-# The whole study: the metrics table and its figures.
+# The whole study: the metrics table, its figures and their provenance.
 rule all:
     default_target: True
     input:
         rules.aggregate.output,
         rules.figures.input,
+        rules.provenance.output,

@@ -1,8 +1,13 @@
+from featlab.provenance import git_state
+
+
 # The study's tidy metrics table, joined from every stage's metrics files.
 rule aggregate:
     input:
         extraction_metrics(),
         mapping_metrics(),
+        filter_metrics(),
+        lens_metrics(),
     output:
         report(
             f"{RESULTS}/tables/metrics.csv",
@@ -95,3 +100,35 @@ rule figures:
     input:
         rules.plot_cosine.output,
         featmap_figures(),
+        filter_figures(),
+        lens_figures(),
+
+
+# What produced the study: resolved config, featlab version and commit, package versions.
+rule provenance:
+    input:
+        rules.aggregate.output,
+        rules.figures.input,
+    output:
+        f"{RESULTS}/provenance.json",
+    log:
+        f"{RESULTS}/logs/provenance.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/provenance.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    # Written last (it reads the table and figures), so it reruns whenever they do. The config and
+    # the checkout's commit and dirty flag are params: a config change, a new commit or a first edit
+    # rewrite it (one cheap job). The time written and the package versions are read when the job
+    # runs, in the job's environment: as params the time would rerun it at every invocation, and
+    # the versions would be those of Snakemake's environment, not the job's.
+    params:
+        config=config,
+        git=git_state(workflow.basedir),
+        code=code_hash("provenance", "io"),
+    script:
+        "../workflow_scripts/provenance.py"

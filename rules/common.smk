@@ -5,6 +5,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 SRC = Path(workflow.basedir) / "src"
 # Snakemake and its jobs import featlab from this checkout, also inside conda environments that do
@@ -12,6 +13,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("PYTHONPATH")])))
 
+from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.geometry import spatial_op_of
 
 # Snakemake compares params in order, so sort every mapping of the validated config: reordering
@@ -186,3 +188,87 @@ def semantic_inputs(wildcards):
 
 def analysis_inputs(wildcards):
     return plan_files(analysis_plan(wildcards))
+
+
+# Filter decoding: the layers filters selects, and their files.
+def filter_layers():
+    """The (backbone, layer) pairs whose neurons are decoded: filters.layers of every backbone
+    in filters.backbones, or each backbone's own layers when filters.layers is null."""
+    unknown = sorted(set(config["filters"]["backbones"]) - set(BACKBONES))
+    if unknown:
+        raise ValueError(f"filters.backbones: {unknown} are not backbones of the study")
+    return [
+        (backbone, layer)
+        for backbone in config["filters"]["backbones"]
+        for layer in config["filters"]["layers"] or config["backbones"][backbone]["layers"]
+    ]
+
+
+def filter_metrics():
+    return [f"{RESULTS}/filters/{b}/{layer}/metrics.json" for b, layer in filter_layers()]
+
+
+def filter_figures():
+    return [f"{RESULTS}/figures/filters/{b}/{layer}.png" for b, layer in filter_layers()]
+
+
+def filter_settings():
+    """The decoding settings: filters without the choice of backbones and layers."""
+    return {k: v for k, v in config["filters"].items() if k not in ("backbones", "layers")}
+
+
+# Steerable lens: cases are named {source}_to_{target}_{image} in paths and the table.
+LENS_CASES = {
+    f"{case['source']}_to_{case['target']}_{case.get('image', 0)}": case
+    for case in config["lens"]["cases"]
+}
+LENS_DRIVERS = config["lens"]["backbones"] or BACKBONES
+
+
+def check_lens_config():
+    """Stop before any job on a driver that is not a backbone or a class the data set lacks."""
+    unknown = set(LENS_DRIVERS) - set(BACKBONES)
+    if unknown:
+        raise ValueError(f"lens.backbones: {sorted(unknown)} are not backbones of the study")
+    for name, case in LENS_CASES.items():
+        for key in ("source", "target"):
+            if isinstance(case[key], str) and case[key] not in SHAPES_CLASSES:
+                raise ValueError(f"lens.cases {name}: {key} is not one of {SHAPES_CLASSES}")
+
+
+def lens_settings():
+    """How the morphs are made and scored: the lens section without the cases and drivers."""
+    return {k: v for k, v in config["lens"].items() if k not in ("backbones", "cases")}
+
+
+def lens_case(wildcards):
+    return LENS_CASES[wildcards.case]
+
+
+def lens_backbones():
+    """Every backbone's config (the driver and the transfer classifiers), without `train`."""
+    return {name: backbone_config(SimpleNamespace(backbone=name)) for name in BACKBONES}
+
+
+def lens_weight_files():
+    """Each backbone's pipeline-trained weights, or None where its weights come from elsewhere."""
+    files = {name: trained_weights(SimpleNamespace(backbone=name)) for name in BACKBONES}
+    return {name: path or None for name, path in files.items()}
+
+
+def lens_case_files(kind):
+    """The `kind` file of every case of a driver ({backbone} left as a wildcard)."""
+    return expand(f"{RESULTS}/lens/{{{{backbone}}}}/{{case}}/{kind}", case=LENS_CASES)
+
+
+def lens_metrics():
+    return expand(
+        f"{RESULTS}/lens/{{backbone}}/{{case}}/metrics.json", backbone=LENS_DRIVERS, case=LENS_CASES
+    )
+
+
+def lens_figures():
+    """Every driver's frame strips and GIFs, and the summary figure; none without cases."""
+    if not LENS_CASES:
+        return []
+    return [*expand(rules.lens_strips.output, backbone=LENS_DRIVERS), *rules.plot_lens.output]

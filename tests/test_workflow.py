@@ -1,52 +1,18 @@
 """The real Snakefile on the tiny config: a full run, caching, exact reruns, early config errors."""
 
-import os
-import re
+import importlib.metadata
+import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from tiny_study import REPO, SNAKEMAKE, TINY, planned_jobs
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-TINY = REPO / "tests" / "data" / "tiny.yaml"
-# What a workflow run needs from the checkout (results/ and caches stay behind).
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "src")
+import featlab
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run snakemake on the workflow copied into `workdir`, with the config in `workdir`."""
-    command = [str(SNAKEMAKE), "--cores", "2", "--configfile", "config.yaml", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {args} failed:\n{result.stdout[-4000:]}{result.stderr}")
-    return result
-
-
-def planned_jobs(workdir: Path) -> list[dict]:
-    """The jobs a dry run would execute: rule name, inputs and outputs of each."""
-    text = snakemake(workdir, "--dry-run").stdout
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
-        header = re.match(r"(?:local)?rule (\w+):", block)
-        if header is None:
-            continue
-        fields = dict(re.findall(r"^\s+(input|output): (.*)$", block, flags=re.MULTILINE))
-        jobs.append(
-            {
-                "rule": header.group(1),
-                "input": set(fields.get("input", "").split(", ")) - {""},
-                "output": set(fields.get("output", "").split(", ")) - {""},
-            }
-        )
-    return jobs
 
 
 def descendants(jobs: list[dict], roots: list[dict]) -> set[str]:
@@ -64,22 +30,6 @@ def descendants(jobs: list[dict], roots: list[dict]) -> set[str]:
 
 def _outputs(jobs: list[dict]) -> set[str]:
     return set().union(*(job["output"] for job in jobs)) if jobs else set()
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> dict:
-    """A copy of the workflow, its full plan, and one complete run of the tiny study."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, workdir / name)
-    shutil.copy2(TINY, workdir / "config.yaml")
-    plan = planned_jobs(workdir)
-    snakemake(workdir)
-    return {"dir": workdir, "plan": plan, "config": yaml.safe_load(TINY.read_text())}
 
 
 def test_full_run_writes_the_table_and_figures(study):
@@ -106,6 +56,30 @@ def test_full_run_writes_the_table_and_figures(study):
         assert {"identity", "ridge"} <= mappings
     for figure in ("cosine_by_layer", "relative_cosine", "linear_structure", "rank_curves"):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 0
+    # filter decoding: each method's fidelity on the decoded layer, and its neuron grid
+    fidelity = table[(table.stage == "filters") & (table.metric == "fidelity")]
+    assert set(zip(fidelity.layer, fidelity.comparison, strict=True)) == {
+        ("layer2", "substitution"),
+        ("layer2", "deconvolution"),
+    }
+    assert (results / "figures" / "filters" / "cnn" / "layer2.png").stat().st_size > 0
+    # the steerable lens: every (default) method and variant at every budget, and its figures
+    lens = table[(table.stage == "lens") & (table.manipulation == "circle_to_square_0")]
+    for method in ("steerable_phase", "steerable_phase_amplitude", "fourier_phase", "pixel"):
+        for variant in ("one_step", "iterative"):
+            for budget in study["config"]["lens"]["budgets"]:
+                morph = lens[lens.comparison == f"{method}_{variant}_l2_{budget:g}"]
+                assert {"target_probability", "transfer_top1", "warp_share"} <= set(morph.metric)
+    for figure in ("lens_summary.png", "lens/cnn/circle_to_square_0.gif"):
+        assert (results / "figures" / figure).stat().st_size > 0
+    # provenance: the resolved config (defaults filled) and the versions that produced the study
+    provenance = json.loads((results / "provenance.json").read_text())
+    assert provenance["study"] == provenance["config"]["study"] == "tiny"
+    assert set(provenance["config"]) > set(study["config"])
+    assert provenance["config"]["backbones"]["cnn"]["layers"] == ["layer2", "layer3"]
+    for package in ("torch", "torchvision", "timm", "zarr", "numpy", "snakemake"):
+        assert provenance["packages"][package] == importlib.metadata.version(package)
+    assert provenance["featlab"]["version"] == featlab.__version__
 
 
 def test_featmap_fits_every_mapping_type_where_the_subset_selects(study):

@@ -1,4 +1,4 @@
-"""Figures of the study, drawn from the metrics table alone."""
+"""Figures of the study, drawn from the metrics table and stored artifacts alone."""
 
 import dataclasses
 import os
@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from featlab.io import atomic_path
@@ -22,6 +23,19 @@ class PlotSettings:
     metric: str = "cosine_median"  # which mapping metric the cosine figure shows
     split: str = "test"
     rank_mapping: str = "ridge"  # the affine map whose rank-k curves are drawn
+
+
+def _colours(keys) -> dict[str, str]:
+    """One colour per key, the same in every panel of a figure (tab10, then tab20)."""
+    keys = list(dict.fromkeys(keys))
+    cycle = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20").colors
+    return {key: cycle[i % len(cycle)] for i, key in enumerate(keys)}
+
+
+def _legend(fig: plt.Figure, colours: dict[str, str], fontsize: int = 7) -> None:
+    """One legend for the whole figure, right of the panels, naming every line of every panel."""
+    handles = [plt.Line2D([], [], color=c, marker="o", label=k) for k, c in colours.items()]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=fontsize, frameon=False)
 
 
 def _layer_order(table: pd.DataFrame, backbone: str) -> list[str]:
@@ -53,7 +67,9 @@ def plot_cosine_by_layer(
         figsize=(settings.panel_size * len(manipulations), settings.panel_size * len(backbones)),
         sharey=True,
         squeeze=False,
+        layout="constrained",
     )
+    colours = _colours(m for m in MAPPING_ORDER if m in set(rows.mapping))
     for i, backbone in enumerate(backbones):
         layers = _layer_order(rows, backbone)
         for j, manipulation in enumerate(manipulations):
@@ -61,17 +77,18 @@ def plot_cosine_by_layer(
             panel = rows[(rows.backbone == backbone) & (rows.manipulation == manipulation)]
             for mapping, line in panel.groupby("mapping"):
                 line = line.set_index("layer").reindex(layers)
-                ax.plot(range(len(layers)), line.value, marker="o", label=mapping)
+                ax.plot(range(len(layers)), line.value, marker="o", color=colours[mapping])
             ax.set_xticks(range(len(layers)), layers, rotation=45, fontsize=7)
             ax.set_title(f"{backbone} · {manipulation}", fontsize=8)
             ax.grid(alpha=0.3)
         axes[i, 0].set_ylabel(f"{settings.split} {settings.metric}")
-    axes[0, -1].legend(fontsize=7)
+    _legend(fig, colours)
     _save(fig, path, settings)
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike, settings: PlotSettings) -> None:
-    fig.tight_layout()
+    if not fig.get_layout_engine():
+        fig.tight_layout()
     with atomic_path(path) as temporary:
         fig.savefig(temporary, dpi=settings.dpi, format="png")
     plt.close(fig)
@@ -139,19 +156,24 @@ def plot_linear_structure(
         len(backbones),
         figsize=(settings.panel_size * 1.4 * len(backbones), settings.panel_size * 2),
         squeeze=False,
+        layout="constrained",
     )
+    colours = _colours(m for m in MAPPING_ORDER if m in set(rows.mapping))
     for i, metric in enumerate(metric_names):
         for j, backbone in enumerate(backbones):
             ax, layers = axes[i, j], _layer_order(rows, backbone)
             panel = rows[(rows.metric == metric) & (rows.backbone == backbone)]
             for mapping, lines in panel.groupby("mapping"):
                 values = lines.groupby("layer").value.describe().reindex(layers)
-                ax.plot(range(len(layers)), values["50%"], marker="o", label=mapping)
-                ax.fill_between(range(len(layers)), values["min"], values["max"], alpha=0.2)
+                colour = colours[mapping]
+                ax.plot(range(len(layers)), values["50%"], marker="o", color=colour)
+                ax.fill_between(
+                    range(len(layers)), values["min"], values["max"], color=colour, alpha=0.2
+                )
             ax.set_xticks(range(len(layers)), layers, rotation=45, fontsize=7)
             ax.set_title(f"{backbone} · {metric}", fontsize=8)
             ax.grid(alpha=0.3)
-    axes[0, -1].legend(fontsize=7)
+    _legend(fig, colours)
     _save(fig, path, settings)
 
 
@@ -175,16 +197,109 @@ def plot_rank_curves(table: pd.DataFrame, path: str | os.PathLike, settings: Plo
         figsize=(settings.panel_size * len(panels), settings.panel_size * 1.2),
         sharey=True,
         squeeze=False,
+        layout="constrained",
     )
+    colours = _colours(sorted(rows.manipulation.unique()))
     for ax, (backbone, layer) in zip(axes[0], panels, strict=True):
         panel = rows[(rows.backbone == backbone) & (rows.layer == layer)]
         for manipulation, line in panel.groupby("manipulation"):
             line = line.sort_values("k")
-            ax.plot(line.k, line.value, marker=".", label=manipulation)
+            ax.plot(line.k, line.value, marker=".", color=colours[manipulation])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("k", fontsize=7)
         ax.set_title(f"{backbone} · {layer}", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(f"{settings.split} cosine_median, {settings.rank_mapping} rank k")
-    axes[0, -1].legend(fontsize=6)
+    _legend(fig, colours, fontsize=6)
+    _save(fig, path, settings)
+
+
+def plot_filter_grid(
+    filters: dict[str, np.ndarray],
+    channels: np.ndarray,
+    fidelity: dict[str, np.ndarray],
+    path: str | os.PathLike,
+    settings: PlotSettings,
+    title: str,
+) -> None:
+    """A layer's decoded filters: per neuron, one row per method (e.g. substitution above
+    deconvolution), titled with the channel and the filter's fidelity r; 8 neurons per row.
+
+    Each filter (3, R_h, R_w) is drawn on its own symmetric scale: grey is 0, full colour its
+    largest magnitude.
+    """
+    methods, columns = list(filters), min(8, len(channels))
+    blocks = -(-len(channels) // columns)
+    fig, axes = plt.subplots(
+        blocks * len(methods),
+        columns,
+        figsize=(0.55 * settings.panel_size * columns, 0.6 * settings.panel_size * blocks * 2),
+        squeeze=False,
+    )
+    filled = len(channels) - (blocks - 1) * columns  # neurons in the last block
+    for ax in axes[-len(methods) :, filled:].flat:
+        ax.axis("off")
+    for k, channel in enumerate(channels):
+        block, column = divmod(k, columns)
+        for m, method in enumerate(methods):
+            kernel = filters[method][k]
+            # (3, R_h, R_w) -> (R_h, R_w, 3) in [0, 1], grey at 0
+            scale = max(float(np.abs(kernel).max()), np.finfo(np.float32).tiny)
+            ax = axes[block * len(methods) + m, column]
+            ax.imshow(np.clip(0.5 + 0.5 * kernel.transpose(1, 2, 0) / scale, 0, 1))
+            ax.set_title(f"ch {channel} · r={fidelity[method][k]:.2f}", fontsize=6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column == 0:
+                ax.set_ylabel(method, fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    _save(fig, path, settings)
+
+
+LENS_METRICS = ("target_probability", "transfer_probability", "warp_share", "warp_gain_share")
+
+
+def plot_lens_summary(table: pd.DataFrame, path: str | os.PathLike, settings: PlotSettings) -> None:
+    """The steerable lens by L2 budget: one panel per (driving backbone, metric), one line per
+    method (colour) and variant (solid: iterative, dashed: one_step), the median over cases; the
+    grey dotted line is the source images' median."""
+    rows = _select(table, "lens", stage="lens")
+    rows = rows[rows.metric.isin(LENS_METRICS)]
+    parts = rows.comparison.str.extract(r"^(.+)_(one_step|iterative)_l2_([0-9.e+-]+)$")
+    rows = rows.assign(method=parts[0], variant=parts[1], budget=parts[2].astype(float))
+    metric_names = [m for m in LENS_METRICS if m in set(rows.metric)]
+    backbones, methods = sorted(rows.backbone.unique()), list(dict.fromkeys(rows.method.dropna()))
+    fig, axes = plt.subplots(
+        len(backbones),
+        len(metric_names),
+        figsize=(settings.panel_size * len(metric_names), settings.panel_size * len(backbones)),
+        sharey=True,
+        squeeze=False,
+    )
+    colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    for i, backbone in enumerate(backbones):
+        for j, metric in enumerate(metric_names):
+            ax = axes[i, j]
+            panel = rows[(rows.backbone == backbone) & (rows.metric == metric)]
+            source = panel[panel.comparison == "source"].value
+            if not source.empty:
+                ax.axhline(source.median(), color="grey", linestyle=":", linewidth=1)
+            morphs = panel.dropna(subset=["method"])
+            for (method, variant), line in morphs.groupby(["method", "variant"], sort=False):
+                medians = line.groupby("budget").value.median()
+                style = "-" if variant == "iterative" else "--"
+                ax.plot(
+                    medians.index,
+                    medians,
+                    style,
+                    marker="o",
+                    color=colours[method],
+                    label=f"{method} {variant}",
+                )
+            ax.set_xticks(sorted(morphs.budget.unique()))
+            ax.set_xlabel("L2 budget", fontsize=7)
+            ax.set_title(f"{backbone} · {metric}", fontsize=8)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
     _save(fig, path, settings)
