@@ -104,6 +104,11 @@ def shown_image(driver, seen: Collection[str] = ()) -> dict | None:
     return None if image is None or image["path"] in seen else image
 
 
+def under_figures(path: str) -> str:
+    """A report's result path relative to the study's figures/ folder (unchanged if outside)."""
+    return path.split("/figures/", 1)[-1]
+
+
 def test_report_renders_without_script_errors(browser, report):
     open_report(browser, report)
     description = browser.find_element(By.CSS_SELECTOR, "div.prose").text
@@ -113,8 +118,13 @@ def test_report_renders_without_script_errors(browser, report):
 
 def test_report_shows_every_figure_of_the_study(browser, report, study):
     figures = study["dir"] / "results" / "tiny" / "figures"
-    expected = {path.stem: Image.open(path).size for path in figures.glob("*.png")}
+    # by path under figures/: the lens strips and filter grids sit in subfolders
+    expected = {
+        path.relative_to(figures).as_posix(): Image.open(path).size
+        for path in figures.rglob("*.png")
+    }
     named = {"cosine_by_layer", "relative_cosine", "linear_structure", "rank_curves"}
+    named = {f"{name}.png" for name in named}
     assert named <= set(expected)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     open_report(browser, report)
@@ -143,5 +153,5 @@ def test_report_shows_every_figure_of_the_study(browser, report, study):
             # 3. Back to the menu through the home link of the breadcrumbs
             browser.find_element(By.CSS_SELECTOR, "nav ol li:first-child a").click()
     # each figure is shown at the size of the file the workflow drew
-    assert {Path(path).stem: size for path, size in shown.items()} == expected
+    assert {under_figures(path): size for path, size in shown.items()} == expected
     assert script_errors(browser) == []
