@@ -276,7 +276,7 @@ def plot_lens_summary(table: pd.DataFrame, path: str | os.PathLike, settings: Pl
         sharey=True,
         squeeze=False,
     )
-    colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    colours = _colours(methods)
     for i, backbone in enumerate(backbones):
         for j, metric in enumerate(metric_names):
             ax = axes[i, j]
