@@ -7,6 +7,8 @@
 #   mappings/{backbone}/{layer}/{manipulation}/{mapping}/   fitted maps and their metrics
 #   lens/{backbone}/{case}/                                 lens morphs (frames, readings)
 #   filters/{backbone}/{layer}/                             decoded neuron filters, fidelity
+#   featinv/{backbone}/{layer}/                             FeatInv models (diffusers folders)
+#   inversions/{backbone}/{layer}/{manipulation}/[{mapping}/]  reconstructions and their scores
 #   tables/metrics.csv, figures/                            the aggregated study
 #   provenance.json                                         config, code and package versions
 from snakemake.utils import min_version, validate
@@ -30,6 +32,7 @@ include: "rules/mapping.smk"
 include: "rules/featmap.smk"
 include: "rules/lens.smk"
 include: "rules/filters.smk"
+include: "rules/featinv.smk"
 include: "rules/aggregate.smk"
 
 

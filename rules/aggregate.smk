@@ -8,6 +8,7 @@ rule aggregate:
         mapping_metrics(),
         filter_metrics(),
         lens_metrics(),
+        inversion_metrics(),
     output:
         report(
             f"{RESULTS}/tables/metrics.csv",
@@ -102,6 +103,7 @@ rule figures:
         featmap_figures(),
         filter_figures(),
         lens_figures(),
+        inversion_figures(),
 
 
 # What produced the study: resolved config, featlab version and commit, package versions.

@@ -72,6 +72,27 @@ def test_full_run_writes_the_table_and_figures(study):
                 assert {"target_probability", "transfer_top1", "warp_share"} <= set(morph.metric)
     for figure in ("lens_summary.png", "lens/cnn/circle_to_square_0.gif"):
         assert (results / "figures" / figure).stat().st_size > 0
+    # FeatInv: the true features' reconstructions once per cell (empty mapping), each inverted
+    # mapping against the manipulated image and the reconstruction of the true features
+    inversion = table[(table.stage == "inversion") & (table.layer == "layer3")]
+    assert set(inversion.mapping) == {"", "identity", "ridge", "linear"}
+    references = inversion[inversion.mapping == ""]
+    for comparison in (
+        "reconstructed_original_vs_original",
+        "mean_image_vs_original",
+        "perturbed_x1_vs_reconstructed_original",
+    ):
+        assert {"ssim", "mse", "lpips_random_backbone"} <= set(
+            references[references.comparison == comparison].metric
+        )
+    for mapping in ("identity", "ridge", "linear"):
+        mapped = inversion[inversion.mapping == mapping]
+        assert {"mapped_vs_manipulated", "mapped_vs_reconstructed_manipulated"} <= set(
+            mapped[mapped.metric == "ssim"].comparison
+        )
+    assert set(inversion.n) == {4}
+    for figure in ("inversion_scores.png", "featinv/cnn/layer3/rot90.png"):
+        assert (results / "figures" / figure).stat().st_size > 0
     # provenance: the resolved config (defaults filled) and the versions that produced the study
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["study"] == provenance["config"]["study"] == "tiny"
@@ -147,6 +168,19 @@ def test_editing_the_plotting_code_reruns_only_plotting(study):
         module.write_text(source)
 
 
+def test_editing_featinv_reruns_the_inversions_but_no_features_or_mappings(study):
+    workdir = study["dir"]
+    module = workdir / "src" / "featlab" / "featinv" / "sample.py"
+    source = module.read_text()
+    module.write_text(source + "\n# an edit\n")
+    try:
+        rules = {job["rule"] for job in planned_jobs(workdir)}
+        assert {"train_featinv", "invert_references", "invert_featinv", "aggregate"} <= rules
+        assert not rules & {"extract", "fit_closed_form", "train_mapping", "lens"}
+    finally:
+        module.write_text(source)
+
+
 @pytest.mark.parametrize(
     ("edit", "key"),
     [
@@ -155,6 +189,9 @@ def test_editing_the_plotting_code_reruns_only_plotting(study):
         (lambda c: c["manipulations"]["rot90"].pop("angle"), "angle"),
         (lambda c: c["data"]["shapes"].update(n_train="many"), "n_train"),
         (lambda c: c.update(colour_scheme="dark"), "colour_scheme"),
+        (lambda c: c["featinv"].update(layers={"cnn": ["layer9"]}), "featinv.layers"),
+        (lambda c: c["featinv"]["sample"].update(scheduler="euler"), "scheduler"),
+        (lambda c: c["featinv"]["invert"].update(manipulations=["melt"]), "featinv.invert"),
     ],
 )
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, edit, key):

@@ -303,3 +303,115 @@ def plot_lens_summary(table: pd.DataFrame, path: str | os.PathLike, settings: Pl
             ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
     _save(fig, path, settings)
+
+
+FEATINV_COLUMNS = (
+    ("original", "original"),
+    ("manipulated", "manipulated"),
+    ("reconstructed_original", "recon. original"),
+    ("reconstructed_manipulated", "recon. manipulated"),
+)
+
+
+def plot_featinv_grid(
+    references: dict[str, np.ndarray],
+    mapped: dict[str, np.ndarray],
+    path: str | os.PathLike,
+    settings: PlotSettings,
+    title: str,
+    rows: int = 6,
+) -> None:
+    """FeatInv reconstructions of test images: original | manipulated | reconstruction of the
+    original and of the true manipulated features | reconstruction of each mapping's features.
+
+    Args:
+        references: uint8 (N, R, R, 3) images by name (FEATINV_COLUMNS' names at least).
+        mapped: Each mapping's reconstructions, uint8 (N, R, R, 3), in column order.
+        path: The PNG to write.
+        settings: Looks.
+        title: The figure's title.
+        rows: Test images drawn (at most N).
+    """
+    columns = [(references[name], label) for name, label in FEATINV_COLUMNS]
+    columns += [(images, f"mapped: {mapping}") for mapping, images in mapped.items()]
+    n = min(rows, len(references["original"]))
+    side = 0.45 * settings.panel_size
+    fig, axes = plt.subplots(
+        n, len(columns), figsize=(side * len(columns), side * n + 0.5), squeeze=False
+    )
+    for column, (images, label) in enumerate(columns):
+        axes[0, column].set_title(label, fontsize=6)
+        for row in range(n):
+            axes[row, column].imshow(images[row], interpolation="nearest")
+            axes[row, column].set_axis_off()
+    fig.suptitle(title, fontsize=8)
+    _save(fig, path, settings)
+
+
+def _inversion_bar_label(comparison: str) -> str:
+    """`pooled_original_vs_reconstructed_original` -> `pooled original vs recon.`"""
+    name, reference = comparison.split("_vs_")
+    label = name.replace("reconstructed_", "recon. ").replace("_", " ")
+    return label + (" vs recon." if reference.startswith("reconstructed_") else "")
+
+
+def _inversion_bars(panel: pd.DataFrame, metric: str) -> list[tuple[str, str, float]]:
+    """(label, colour key, mean over manipulations) of each bar of one FeatInv scores panel:
+    the reconstructions of the true features and the controls (grey), then each mapping's."""
+    rows = panel[panel.metric == metric]
+    references = rows[rows.mapping.isna() & ~rows.comparison.str.startswith("mean_image")]
+    means = references.groupby("comparison").value.mean()
+    kinds = ("reconstructed_", "pooled_", "perturbed_")
+    ranked = sorted(means.index, key=lambda c: ([c.startswith(k) for k in kinds].index(True), c))
+    bars = [(_inversion_bar_label(c), "", means[c]) for c in ranked]
+    mapped = rows[rows.comparison.str.startswith("mapped_vs_")]
+    means = mapped.groupby(["mapping", "comparison"]).value.mean()
+    for mapping in [m for m in MAPPING_ORDER if m in set(mapped.mapping)]:
+        for comparison in ("mapped_vs_manipulated", "mapped_vs_reconstructed_manipulated"):
+            if (mapping, comparison) in means.index:
+                suffix = " vs recon." if "reconstructed" in comparison else ""
+                bars.append((f"{mapping}{suffix}", mapping, means[(mapping, comparison)]))
+    return bars
+
+
+def plot_inversion_scores(
+    table: pd.DataFrame, path: str | os.PathLike, settings: PlotSettings
+) -> None:
+    """FeatInv scores, one column per inverted (backbone, layer), the mean over manipulations.
+
+    Top row: SSIM of the reconstructions of the true features, the controls and each mapping's
+    features against the image they stand for (and, labelled "vs recon.", against the
+    reconstruction of the true manipulated features); the dotted line is the mean train image.
+    Bottom row: the classifier's top-1 agreement with the image the features came from.
+    """
+    rows = _select(table, "inversion", stage="inversion")
+    panels = _panel_layers(rows)
+    metric_names = ("ssim", "top1_agreement")
+    fig, axes = plt.subplots(
+        len(metric_names),
+        len(panels),
+        figsize=(1.6 * settings.panel_size * len(panels), settings.panel_size * 2),
+        squeeze=False,
+    )
+    colours = _colours(m for m in MAPPING_ORDER if m in set(rows.mapping.dropna()))
+    for j, (backbone, layer) in enumerate(panels):
+        panel = rows[(rows.backbone == backbone) & (rows.layer == layer)]
+        for i, metric in enumerate(metric_names):
+            ax, bars = axes[i, j], _inversion_bars(panel, metric)
+            labels, keys, values = zip(*bars, strict=True) if bars else ((), (), ())
+            ax.bar(
+                range(len(bars)),
+                values,
+                color=[colours.get(key, "0.6") for key in keys],
+                hatch=["//" if label.endswith("vs recon.") else "" for label in labels],
+            )
+            baseline = panel[
+                (panel.comparison == "mean_image_vs_original") & (panel.metric == metric)
+            ]
+            if not baseline.empty:
+                ax.axhline(baseline.value.mean(), color="black", linestyle=":", linewidth=1)
+            ax.set_xticks(range(len(bars)), labels, rotation=90, fontsize=6)
+            ax.set_ylim(0, 1.02)
+            ax.set_title(f"{backbone} · {layer}: {metric}", fontsize=8)
+            ax.grid(axis="y", alpha=0.3)
+    _save(fig, path, settings)
