@@ -272,3 +272,85 @@ def lens_figures():
     if not LENS_CASES:
         return []
     return [*expand(rules.lens_strips.output, backbone=LENS_DRIVERS), *rules.plot_lens.output]
+
+
+# FeatInv: which layers get a model, which (manipulation, mapping) are inverted, and their files.
+FEATINV = config["featinv"]
+FEATINV_CODE = code_hash("featinv", "backbones", "store", "data", "metrics", "tables", "io")
+
+
+def featinv_layers():
+    """(backbone, layer) pairs that get a FeatInv model: the configured ones, else each deepest."""
+    chosen = FEATINV["layers"] or {b: config["backbones"][b]["layers"][-1:] for b in BACKBONES}
+    for backbone, layers in chosen.items():
+        stored = config["backbones"].get(backbone, {}).get("layers", [])
+        unknown = [layer for layer in layers if layer not in stored]
+        if backbone not in config["backbones"] or unknown:
+            raise ValueError(
+                f"featinv.layers: {backbone} {unknown or ''} is not a stored backbone layer; "
+                f"choose among backbones.{backbone}.layers"
+            )
+    return [(backbone, layer) for backbone, layers in chosen.items() for layer in layers]
+
+
+def featinv_cells():
+    """Every (backbone, layer, manipulation) to invert, with the mappings inverted there."""
+    wanted = FEATINV["invert"]
+    unknown = set(wanted["manipulations"] or []) - set(MANIPULATIONS)
+    if unknown:
+        raise ValueError(f"featinv.invert.manipulations: {sorted(unknown)} are not manipulations")
+    return {
+        (backbone, layer, manipulation): [
+            m
+            for m in mappings_for(manipulation, layer)
+            if wanted["mappings"] is None or m in wanted["mappings"]
+        ]
+        for backbone, layer in featinv_layers()
+        for manipulation in wanted["manipulations"] or MANIPULATIONS
+    }
+
+
+def invert_settings():
+    """How inversions are made and scored: featinv.invert without the choice of what to invert."""
+    return {k: v for k, v in FEATINV["invert"].items() if k not in ("manipulations", "mappings")}
+
+
+def inversion_dir(backbone, layer, manipulation, mapping):
+    return f"{RESULTS}/inversions/{backbone}/{layer}/{manipulation}/{mapping}"
+
+
+def inversion_metrics():
+    """Every inversion's metrics: the references of each cell, and each mapping inverted there."""
+    cells = featinv_cells()
+    references = [f"{RESULTS}/inversions/{b}/{layer}/{m}/metrics.json" for b, layer, m in cells]
+    mapped = [
+        f"{inversion_dir(*cell, mapping)}/metrics.json"
+        for cell, mappings in cells.items()
+        for mapping in mappings
+    ]
+    return references + mapped
+
+
+def inversion_figures():
+    """A reconstruction grid per inverted (backbone, layer, manipulation), and the scores figure."""
+    cells = list(featinv_cells())
+    if not cells:
+        return []
+    grids = [f"{RESULTS}/figures/featinv/{'/'.join(cell)}.png" for cell in cells]
+    return [*grids, f"{RESULTS}/figures/inversion_scores.png"]
+
+
+def cell_reconstructions(wildcards):
+    """The references of one (backbone, layer, manipulation) and each mapping's reconstructions."""
+    w = wildcards
+    cell = (w.backbone, w.layer, w.manipulation)
+    files = {"references": f"{RESULTS}/inversions/{'/'.join(cell)}/images.safetensors"}
+    for mapping in featinv_cells()[cell]:
+        files[mapping] = f"{inversion_dir(*cell, mapping)}/images.safetensors"
+    return files
+
+
+def inversion_map(wildcards):
+    """The fitted map an inversion applies; none for the identity and spatial baselines."""
+    w = wildcards
+    return map_file(w.backbone, w.layer, w.manipulation, w.mapping) or []
