@@ -410,6 +410,7 @@ def test_inversion_scores_every_reconstruction_against_its_references():
         for metric in ("ssim", "mse", "lpips_random_backbone"):
             assert (comparison, metric) in found
     assert ("mapped_vs_conditioning", "cosine_median") in found
+    assert ("resized_original_vs_original", "top1_agreement") in found
     assert ("mapped_vs_manipulated", "top1_agreement") in found
     assert all(row["stage"] == "inversion" and row["split"] == "test" for row in rows)
     assert all(row["n"] == 2 for row in rows + mapped_rows)

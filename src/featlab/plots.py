@@ -382,7 +382,8 @@ def plot_inversion_scores(
     Top row: SSIM of the reconstructions of the true features, the controls and each mapping's
     features against the image they stand for (and, labelled "vs recon.", against the
     reconstruction of the true manipulated features); the dotted line is the mean train image.
-    Bottom row: the classifier's top-1 agreement with the image the features came from.
+    Bottom row: the classifier's top-1 agreement with the image the features came from; the
+    dashed line is the originals' own at the model's resolution, the ceiling.
     """
     rows = _select(table, "inversion", stage="inversion")
     panels = _panel_layers(rows)
@@ -405,11 +406,12 @@ def plot_inversion_scores(
                 color=[colours.get(key, "0.6") for key in keys],
                 hatch=["//" if label.endswith("vs recon.") else "" for label in labels],
             )
-            baseline = panel[
-                (panel.comparison == "mean_image_vs_original") & (panel.metric == metric)
-            ]
-            if not baseline.empty:
-                ax.axhline(baseline.value.mean(), color="black", linestyle=":", linewidth=1)
+            for comparison, style in (("mean_image", ":"), ("resized_original", "--")):
+                line = panel[
+                    (panel.comparison == f"{comparison}_vs_original") & (panel.metric == metric)
+                ]
+                if not line.empty:
+                    ax.axhline(line.value.mean(), color="black", linestyle=style, linewidth=1)
             ax.set_xticks(range(len(bars)), labels, rotation=90, fontsize=6)
             ax.set_ylim(0, 1.02)
             ax.set_title(f"{backbone} · {layer}: {metric}", fontsize=8)

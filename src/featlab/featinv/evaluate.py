@@ -14,6 +14,8 @@ reconstructions
   perturbed_x{k}             from the original features plus Gaussian noise whose norm is k times
                              ||manipulated - original|| of the same image (reconstruction control)
   mean_image                 not a reconstruction: the mean train image, the baseline to beat
+  resized_original           not a reconstruction: the original at the model's resolution, the
+                             ceiling of top1_agreement and cosine_median at that resolution
 references
   original, manipulated      the images (resized to the model's resolution)
   reconstructed_original, reconstructed_manipulated
@@ -233,11 +235,23 @@ class Inverter:
         rows = [metric_row(stage="inversion", split="test", **row, **base) for row in rows]
         return rows, reconstructions
 
-    def baseline_rows(self, images: dict[str, np.ndarray], base: dict) -> list[dict]:
-        """The mean train image against the originals: the floor a reconstruction must clear."""
+    def baseline_rows(
+        self, images: dict[str, np.ndarray], inputs: InversionInputs, base: dict
+    ) -> list[dict]:
+        """The floor and the ceiling of the scores. The floor: the mean train image against the
+        originals. The ceiling: the originals themselves at the model's resolution
+        (`resized_original`), read by the backbone, which sees them upsampled to its input size
+        as it sees the reconstructions; a small model resolution caps the top-1 agreement and
+        cosine any reconstruction can reach."""
         rows = _image_rows(
             self.lpips, "mean_image", images["mean_image"], {"original": images["original"]}
         )
+        features, logits = self.probe(images["original"])
+        cosine = metrics.cosine_median(features, inputs.original.astype(np.float32))
+        rows.append(_row("cosine_median", "resized_original_vs_conditioning", cosine))
+        source = inputs.original_logits.argmax(axis=1)
+        agreement = (logits.argmax(axis=1) == source).astype(float)
+        rows.append(_row("top1_agreement", "resized_original_vs_original", agreement))
         return [metric_row(stage="inversion", split="test", **row, **base) for row in rows]
 
 
@@ -325,7 +339,7 @@ def invert_references(
     rows, reconstructions = inverter.invert_and_score(
         reference_plan(inputs, settings), images, logits, base
     )
-    return inverter.baseline_rows(images, base) + rows, {**images, **reconstructions}
+    return inverter.baseline_rows(images, inputs, base) + rows, {**images, **reconstructions}
 
 
 def invert_mapping(
