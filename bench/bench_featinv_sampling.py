@@ -76,6 +76,8 @@ def bench_sampling(model, features, truth, source, probe, fast: SampleSettings, 
             **sampler_scores(fast_images, truth, features, source, probe, lpips),
         },
         "speedup": ref_seconds / fast_seconds,
+        # The ceiling the model's resolution sets: the true images at that resolution.
+        "truth_at_resolution_top1_agreement": float((probe(truth)[1].argmax(1) == source).mean()),
         "fast_vs_reference_ssim": float(ssim(fast_images, ref_images).mean()),
         "fast_vs_reference_mse": float(mse(fast_images, ref_images).mean()),
     }
