@@ -359,9 +359,9 @@ def _inversion_bars(panel: pd.DataFrame, metric: str) -> list[tuple[str, str, fl
     """(label, colour key, mean over manipulations) of each bar of one FeatInv scores panel:
     the reconstructions of the true features and the controls (grey), then each mapping's."""
     rows = panel[panel.metric == metric]
-    references = rows[rows.mapping.isna() & ~rows.comparison.str.startswith("mean_image")]
+    kinds = ("reconstructed_", "pooled_", "perturbed_")  # the floor and ceiling are lines
+    references = rows[rows.mapping.isna() & rows.comparison.str.startswith(kinds)]
     means = references.groupby("comparison").value.mean()
-    kinds = ("reconstructed_", "pooled_", "perturbed_")
     ranked = sorted(means.index, key=lambda c: ([c.startswith(k) for k in kinds].index(True), c))
     bars = [(_inversion_bar_label(c), "", means[c]) for c in ranked]
     mapped = rows[rows.comparison.str.startswith("mapped_vs_")]
