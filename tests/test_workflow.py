@@ -116,7 +116,8 @@ def test_featmap_fits_every_mapping_type_where_the_subset_selects(study):
     first = subset[subset.comparison == "mapped_vs_manipulated_spatial_first"]
     assert set(first.mapping) == {"procrustes", "transformer"}
     # semantic consistency of every mapping, and the linear-structure analysis of affine maps
-    semantic = table[(table.metric == "top1_agreement") & (table.manipulation == "rot90")]
+    semantic = table[(table.stage == "mapping") & (table.metric == "top1_agreement")]
+    semantic = semantic[semantic.manipulation == "rot90"]
     assert set(semantic[semantic.layer == "layer3"].mapping) == set(study["config"]["mappings"])
     analysis = table[(table.stage == "analysis") & (table.metric == "effective_rank")]
     assert {"ridge", "procrustes", "linear"} <= set(analysis.mapping)
