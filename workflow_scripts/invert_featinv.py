@@ -15,15 +15,8 @@ w, inputs = snakemake.wildcards, snakemake.input
 settings = evaluate.InvertSettings(**snakemake.params.invert)
 sampling = SampleSettings(**snakemake.params.sample, threads=snakemake.threads)
 backbone = build_backbone(BackboneSpec(**snakemake.params.backbone), inputs.weights or None)
-inverter = evaluate.open_inverter(inputs.model, backbone, w.layer, inputs.original, sampling)
-data, indices = evaluate.load_inputs(
-    inputs.original,
-    inputs.manipulated,
-    inputs.original_images,
-    inputs.manipulated_images,
-    w.layer,
-    settings.n_images,
-    inverter.model.settings.resolution,
+inverter, data, indices = evaluate.open_inversion(
+    inputs.model, backbone, w.layer, inputs, sampling, settings.n_images
 )
 references = evaluate.load_images(inputs.references, indices)
 apply, _ = mapping_function(w.mapping, inputs.map or None, spatial_op_of(snakemake.params.spec))

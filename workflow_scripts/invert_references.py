@@ -13,15 +13,8 @@ w, inputs = snakemake.wildcards, snakemake.input
 settings = evaluate.InvertSettings(**snakemake.params.invert)
 sampling = SampleSettings(**snakemake.params.sample, threads=snakemake.threads)
 backbone = build_backbone(BackboneSpec(**snakemake.params.backbone), inputs.weights or None)
-inverter = evaluate.open_inverter(inputs.model, backbone, w.layer, inputs.original, sampling)
-data, indices = evaluate.load_inputs(
-    inputs.original,
-    inputs.manipulated,
-    inputs.original_images,
-    inputs.manipulated_images,
-    w.layer,
-    settings.n_images,
-    inverter.model.settings.resolution,
+inverter, data, indices = evaluate.open_inversion(
+    inputs.model, backbone, w.layer, inputs, sampling, settings.n_images
 )
 base = dict(backbone=w.backbone, layer=w.layer, manipulation=w.manipulation)
 rows, images = evaluate.invert_references(inverter, data, settings, base)

@@ -229,8 +229,7 @@ class Inverter:
             target = conditioning.target.astype(np.float32)
             cosine = metrics.cosine_median(features, target)
             rows.append(_row("cosine_median", f"{name}_vs_conditioning", cosine))
-            source = logits[conditioning.source].argmax(axis=1)
-            agreement = (predicted.argmax(axis=1) == source).astype(float)
+            agreement = metrics.top1_agreement(predicted, logits[conditioning.source])
             rows.append(_row("top1_agreement", f"{name}_vs_{conditioning.source}", agreement))
         rows = [metric_row(stage="inversion", split="test", **row, **base) for row in rows]
         return rows, reconstructions
@@ -249,8 +248,7 @@ class Inverter:
         features, logits = self.probe(images["original"])
         cosine = metrics.cosine_median(features, inputs.original.astype(np.float32))
         rows.append(_row("cosine_median", "resized_original_vs_conditioning", cosine))
-        source = inputs.original_logits.argmax(axis=1)
-        agreement = (logits.argmax(axis=1) == source).astype(float)
+        agreement = metrics.top1_agreement(logits, inputs.original_logits)
         rows.append(_row("top1_agreement", "resized_original_vs_original", agreement))
         return [metric_row(stage="inversion", split="test", **row, **base) for row in rows]
 
@@ -305,24 +303,41 @@ def load_inputs(
     return inputs, indices
 
 
-def open_inverter(
+def open_inversion(
     model: str | os.PathLike,
     backbone: nn.Module,
     layer: str,
-    features: str | os.PathLike,
+    stores: dict[str, str | os.PathLike],
     sampling: SampleSettings,
-) -> Inverter:
-    """Load a FeatInv model and the backbone that scores its reconstructions.
+    n_images: int,
+) -> tuple[Inverter, InversionInputs, np.ndarray]:
+    """Load a FeatInv model, the backbone that scores its reconstructions, and the test inputs.
 
     Args:
         model: FeatInv model folder.
         backbone: The backbone that made the features (for cosine and top-1 agreement).
         layer: The layer the model inverts.
-        features: A feature store of that backbone (its preprocessing is read from it).
+        stores: `original` and `manipulated` feature stores, `original_images` and
+            `manipulated_images` image stores (see `load_inputs`).
         sampling: How reconstructions are sampled.
+        n_images: How many test images.
+
+    Returns:
+        The inverter, the inputs and the store indices of the test images.
     """
-    probe = BackboneProbe(backbone, layer, FeatureStore(features).attrs["preprocessing"])
-    return Inverter(FeatInvModel.from_pretrained(model), sampling, probe, LPIPS())
+    preprocessing = FeatureStore(stores["original"]).attrs["preprocessing"]
+    probe = BackboneProbe(backbone, layer, preprocessing)
+    inverter = Inverter(FeatInvModel.from_pretrained(model), sampling, probe, LPIPS())
+    inputs, indices = load_inputs(
+        stores["original"],
+        stores["manipulated"],
+        stores["original_images"],
+        stores["manipulated_images"],
+        layer,
+        n_images,
+        inverter.model.settings.resolution,
+    )
+    return inverter, inputs, indices
 
 
 def invert_references(

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+from featlab import metrics
+
 # torchvision's ImageNet AlexNet weights, the trunk of LPIPS (alex).
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 SSIM_WINDOW = 11  # side of scikit-image's Gaussian window for sigma 1.5 (truncated at 3.5 sigma)
@@ -65,8 +67,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-image mean squared error of uint8 (N, H, W, 3) images on the 0-1 scale, (N,)."""
     _check_images(a, b)
-    diff = (a.astype(np.float64) - b.astype(np.float64)) / 255.0
-    return np.square(diff).reshape(len(a), -1).mean(axis=1)
+    return metrics.mse(a / 255.0, b / 255.0)
 
 
 def to_lpips_input(images: np.ndarray) -> torch.Tensor:
