@@ -16,7 +16,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The embedded default study, unless a study's own config file is given (--configfile): a study
+# config is complete, so none of the default's manipulations or backbones leak into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")

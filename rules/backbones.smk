@@ -25,11 +25,53 @@ rule train_backbone:
         "../workflow_scripts/train_backbone.py"
 
 
-# All configured layers and the logits of one backbone on one image set.
+# One shard of an image set (extraction.images_per_shard images) through one backbone: all
+# configured layers and the logits in one pass.
 rule extract:
     input:
         images=image_store("{imageset}"),
         weights=trained_weights,
+    output:
+        store=directory(shard_store("{backbone}", "{imageset}", "{shard}")),
+    log:
+        f"{RESULTS}/logs/features/{{backbone}}/{{imageset}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/features/{{backbone}}/{{imageset}}/{{shard}}.tsv"
+    conda:
+        ENV
+    # One core by default: jobs of small models gain little from a second, and on a 2-core
+    # machine the first backbone's stores are extracted while the second still trains.
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=int(config["extraction"]["device"] == "cuda"),
+    params:
+        backbone=backbone_config,
+        extraction=extraction_settings,
+        images_per_shard=config["extraction"]["images_per_shard"],
+        code=code_hash(
+            "extract",
+            "backbones",
+            "store",
+            "devices",
+            "metrics",
+            "tables",
+            "data",
+            "io",
+            "_compat",
+        ),
+    script:
+        "../workflow_scripts/extract.py"
+
+
+# The shards of an image set read as one store, and the backbone's accuracy on it.
+rule gather_features:
+    input:
+        images=image_store("{imageset}"),
+        shards=lambda wildcards: [
+            shard_store(wildcards.backbone, wildcards.imageset, shard) for shard in SHARDS
+        ],
     output:
         store=directory(features_of("{backbone}", "{imageset}")),
         metrics=f"{RESULTS}/features/{{backbone}}/{{imageset}}.metrics.json",
@@ -39,17 +81,11 @@ rule extract:
         f"{RESULTS}/benchmarks/features/{{backbone}}/{{imageset}}.tsv"
     conda:
         ENV
-    # One core: jobs of small models gain little from a second, and on a 2-core machine the
-    # first backbone's stores are extracted while the second still trains.
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=2000,
+        runtime=10,
     params:
-        backbone=backbone_config,
-        extraction=config["extraction"],
-        code=code_hash(
-            "extract", "backbones", "store", "metrics", "tables", "data", "io", "_compat"
-        ),
+        code=code_hash("extract", "store", "metrics", "tables", "data", "io"),
     script:
-        "../workflow_scripts/extract.py"
+        "../workflow_scripts/gather_features.py"

@@ -1,6 +1,7 @@
 # Path and parameter helpers shared by the rule files.
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -14,6 +15,7 @@ sys.path.insert(0, str(SRC))
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("PYTHONPATH")])))
 
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
+from featlab.data.sources import count_images
 from featlab.geometry import spatial_op_of
 
 # Snakemake compares params in order, so sort every mapping of the validated config: reordering
@@ -35,6 +37,7 @@ wildcard_constraints:
     mapping="[^/]+",
     manipulation="|".join(map(re.escape, MANIPULATIONS)),
     imageset="|".join(map(re.escape, ["original", *MANIPULATIONS])),
+    shard=r"\d+",
 
 
 def code_hash(*modules):
@@ -57,9 +60,85 @@ def features_of(backbone, imageset):
     return f"{RESULTS}/features/{backbone}/{imageset}.zarr"
 
 
+def shard_store(backbone, imageset, shard):
+    """One extraction shard's store; the set's store gathers them (featlab.store)."""
+    return f"{RESULTS}/features/{backbone}/{imageset}.shards/{shard}.zarr"
+
+
+def planned_images():
+    """The number of original images, known before any job runs: the shards are planned from it."""
+    data = config["data"]
+    if data["source"] == "shapes":
+        return data["shapes"]["n_train"] + data["shapes"]["n_test"]
+    counted = count_images(data)  # None when the folder or file list is not on this machine
+    expected = data["n_images"]
+    where = f"data.{data['source']}"
+    if counted is None and expected is None:
+        raise ValueError(
+            f"{where} names a folder or file that is not here ({data[data['source']]}); "
+            "fix the path, or set data.n_images to plan the study without the data"
+        )
+    if None not in (counted, expected) and counted != expected:
+        raise ValueError(
+            f"{where} holds {counted} images but data.n_images says {expected}: is the data set "
+            "complete? Fix the data or data.n_images"
+        )
+    return counted if counted is not None else expected
+
+
+N_IMAGES = planned_images()
+SHARDS = [f"{k:05d}" for k in range(math.ceil(N_IMAGES / config["extraction"]["images_per_shard"]))]
+
+
+def data_files(wildcards):
+    """The file list a study reads, so that editing it reruns the study (an image folder's files
+    are not tracked). Where it is absent the DAG still builds (a dry run on another machine); the
+    job then stops naming it."""
+    path = config["data"]["filelist"]["path"]
+    if config["data"]["source"] == "filelist" and path and os.path.exists(path):
+        return path
+    return []
+
+
+def data_settings():
+    """The data section as it shapes the image store (not how many processes decode it)."""
+    return {k: v for k, v in config["data"].items() if k not in ("workers", "n_images")}
+
+
+def shapes_scenes(wildcards):
+    """The shapes world's scene parameters, which counterfactual manipulations re-render."""
+    if config["data"]["source"] != "shapes":
+        return []
+    return f"{RESULTS}/images/original.scenes.json"
+
+
+def check_data_config():
+    """Counterfactual manipulations re-render shapes-world scenes: real photos have none."""
+    if config["data"]["source"] == "shapes":
+        return
+    for name, spec in config["manipulations"].items():
+        if spec["kind"] == "counterfactual":
+            raise ValueError(
+                f"manipulations.{name}: counterfactual renders need data.source shapes; real "
+                "photos are edited by generative editors instead"
+            )
+
+
+check_data_config()
+
+
 def backbone_config(wildcards):
-    """The backbone's section of the config, without its training recipe."""
-    return {k: v for k, v in config["backbones"][wildcards.backbone].items() if k != "train"}
+    """The backbone's section of the config, without its training recipe and input size."""
+    section = config["backbones"][wildcards.backbone]
+    return {k: v for k, v in section.items() if k not in ("train", "input_size")}
+
+
+def extraction_settings(wildcards):
+    """featlab.extract.ExtractSettings of a backbone: the study's, with the backbone's size."""
+    planning = ("images_per_shard",)
+    settings = {k: v for k, v in config["extraction"].items() if k not in planning}
+    size = config["backbones"][wildcards.backbone]["input_size"]
+    return {**settings, "input_size": size or settings["input_size"]}
 
 
 def trained_weights(wildcards):
@@ -232,7 +311,11 @@ def check_lens_config():
         raise ValueError(f"lens.backbones: {sorted(unknown)} are not backbones of the study")
     for name, case in LENS_CASES.items():
         for key in ("source", "target"):
-            if isinstance(case[key], str) and case[key] not in SHAPES_CLASSES:
+            if (
+                config["data"]["source"] == "shapes"
+                and isinstance(case[key], str)
+                and case[key] not in SHAPES_CLASSES
+            ):
                 raise ValueError(f"lens.cases {name}: {key} is not one of {SHAPES_CLASSES}")
 
 
@@ -276,7 +359,9 @@ def lens_figures():
 
 # FeatInv: which layers get a model, which (manipulation, mapping) are inverted, and their files.
 FEATINV = config["featinv"]
-FEATINV_CODE = code_hash("featinv", "backbones", "store", "data", "metrics", "tables", "io")
+FEATINV_CODE = code_hash(
+    "featinv", "backbones", "store", "devices", "data", "metrics", "tables", "io"
+)
 
 
 def featinv_layers():

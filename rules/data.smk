@@ -1,30 +1,57 @@
-# The original images: one seeded shapes-world scene per image, split into train and test.
-rule render_shapes:
-    output:
-        store=directory(image_store("original")),
-        scenes=f"{RESULTS}/images/original.scenes.json",
-    log:
-        f"{RESULTS}/logs/images/original.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/images/original.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        shapes=config["data"]["shapes"],
-        code=code_hash("data", "io"),
-    script:
-        "../workflow_scripts/render_shapes.py"
+if config["data"]["source"] == "shapes":
+
+    # The original images: one seeded shapes-world scene per image, split into train and test.
+    rule render_shapes:
+        output:
+            store=directory(image_store("original")),
+            scenes=f"{RESULTS}/images/original.scenes.json",
+        log:
+            f"{RESULTS}/logs/images/original.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/images/original.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            shapes=config["data"]["shapes"],
+            code=code_hash("data", "io"),
+        script:
+            "../workflow_scripts/render_shapes.py"
+
+else:
+
+    # The original images of an image folder or file list, resized and centre-cropped to one size.
+    rule prepare_images:
+        input:
+            data_files,
+        output:
+            store=directory(image_store("original")),
+        log:
+            f"{RESULTS}/logs/images/original.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/images/original.tsv"
+        conda:
+            ENV
+        threads: max(1, config["data"]["workers"])
+        resources:
+            mem_mb=4000,
+            runtime=240,
+        params:
+            data=data_settings(),
+            models=[backbone["model"] for backbone in config["backbones"].values()],
+            code=code_hash("data", "io", "_compat"),
+        script:
+            "../workflow_scripts/prepare_images.py"
 
 
 # One manipulated image set per configured manipulation, in the original's image order.
 rule manipulate:
     input:
         original=image_store("original"),
-        scenes=rules.render_shapes.output.scenes,
+        scenes=shapes_scenes,
     output:
         directory(image_store("{manipulation}")),
     log:

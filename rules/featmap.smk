@@ -29,7 +29,7 @@ rule train_mapping:
         settings=mapping_settings,
         spatial_op=spatial_first_of,
         training=config["featmap"]["training"],
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io"),
+        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
     script:
         "../workflow_scripts/train_mapping.py"
 
@@ -54,7 +54,7 @@ rule analyse_maps:
     params:
         plan=analysis_plan,
         analysis=config["featmap"]["analysis"],
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io"),
+        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
     script:
         "../workflow_scripts/analyse_maps.py"
 

@@ -24,7 +24,9 @@ rule decode_filters:
     params:
         backbone=backbone_config,
         settings=filter_settings(),
-        code=code_hash("filters", "backbones", "metrics", "tables", "data", "io", "_compat"),
+        code=code_hash(
+            "filters", "backbones", "devices", "metrics", "tables", "data", "io", "_compat"
+        ),
     script:
         "../workflow_scripts/decode_filters.py"
 

@@ -20,7 +20,7 @@ rule evaluate_baseline:
         runtime=10,
     params:
         spec=manipulation_spec,
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io"),
+        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
     script:
         "../workflow_scripts/evaluate_baseline.py"
 
@@ -49,6 +49,6 @@ rule fit_closed_form:
     params:
         settings=mapping_settings,
         spatial_op=spatial_first_of,
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io"),
+        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
     script:
         "../workflow_scripts/fit_closed_form.py"

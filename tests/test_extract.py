@@ -1,5 +1,7 @@
 """Feature extraction: store layout, values, provenance, and nothing left behind on failure."""
 
+import itertools
+
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
 
 import numpy as np
@@ -9,8 +11,8 @@ import torch
 from featlab.backbones import BackboneSpec, build_backbone, capture_layers, data_config, preprocess
 from featlab.data.images import ImageStore, write_image_store
 from featlab.data.shapes import ShapesSettings, render_image_set
-from featlab.extract import ExtractSettings, classifier_rows, extract_features
-from featlab.store import FeatureStore
+from featlab.extract import ExtractSettings, classifier_rows, extract_features, forward_layers
+from featlab.store import FeatureStore, gather_shards
 
 RESNET = BackboneSpec(
     model="resnet18",
@@ -68,8 +70,9 @@ def test_stored_values_equal_the_layer_outputs_in_image_order(tmp_path, images):
     stored = store.read("blocks.1")[:, :, 1, 2]
     np.testing.assert_allclose(stored, tokens[:, 1 + 6].numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
-        store.group["prefix_tokens/blocks.1"][:], tokens[:, :1].numpy(), rtol=1e-5, atol=1e-6
+        store.prefix_tokens("blocks.1"), tokens[:, :1].numpy(), rtol=1e-5, atol=1e-6
     )
+    assert "register_tokens/blocks.1" not in store.arrays
     np.testing.assert_allclose(store.logits[:], logits.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -115,3 +118,79 @@ def test_float16_overflow_stops_with_the_setting_to_change(tmp_path, images):
     with pytest.raises(OverflowError, match=r"extraction\.dtype"):
         extract_features(model, RESNET, images, tmp_path / "f.zarr", ExtractSettings(), {})
     assert not (tmp_path / "f.zarr").exists()
+
+
+def _extract_shards(spec, images, folder, bounds, **settings):
+    """Extract the image ranges between consecutive `bounds` and gather them into one store."""
+    torch.manual_seed(0)
+    model = build_backbone(spec)
+    shards = []
+    for k, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        shards.append(folder / f"{k:05d}.zarr")
+        settings_k = ExtractSettings(batch_size=3, **settings)
+        extract_features(model, spec, images, shards[-1], settings_k, {}, (start, stop))
+    gather_shards(folder / "gathered.zarr", shards, len(images))
+    return FeatureStore(folder / "gathered.zarr")
+
+
+@pytest.mark.parametrize("spec", [RESNET, VIT])
+def test_sharded_extraction_equals_unsharded(tmp_path, images, spec):
+    whole = _extract_shards(spec, images, tmp_path / "whole", [0, len(images)])
+    # Shards of whole batches (3 images) run the same batches, so the values are bitwise equal.
+    sharded = _extract_shards(spec, images, tmp_path / "sharded", [0, 6, 12, len(images)])
+    assert sharded.attrs["shard_images"] == [6, 6, 1]
+    assert len(sharded) == len(images)
+    assert sharded.layers == whole.layers
+    for layer in spec.layers:
+        np.testing.assert_array_equal(sharded.read(layer), whole.read(layer))
+        # In any order, across shard borders.
+        order = np.array([12, 0, 7, 5, 6, 11])
+        np.testing.assert_array_equal(sharded.read(layer, order), whole.read(layer)[order])
+        assert sharded.layer(layer)[4:8].shape == (4, *whole.layer(layer).shape[1:])
+    np.testing.assert_array_equal(sharded.logits[:], whole.logits[:])
+    if spec is VIT:
+        np.testing.assert_array_equal(
+            sharded.prefix_tokens("blocks.1", order), whole.prefix_tokens("blocks.1")[order]
+        )
+
+
+def test_gathering_refuses_a_missing_or_foreign_shard(tmp_path, images):
+    model = build_backbone(RESNET)
+    first, last = tmp_path / "0.zarr", tmp_path / "1.zarr"
+    extract_features(model, RESNET, images, first, ExtractSettings(), {}, (0, 5))
+    extract_features(model, RESNET, images, last, ExtractSettings(), {}, (6, len(images)))
+    with pytest.raises(ValueError, match=r"must start at 5"):
+        gather_shards(tmp_path / "all.zarr", [first, last])
+    other = tmp_path / "other.zarr"
+    extract_features(build_backbone(VIT), VIT, images, other, ExtractSettings(), {}, (5, 6))
+    with pytest.raises(ValueError, match="differs"):
+        gather_shards(tmp_path / "all.zarr", [first, other])
+    with pytest.raises(ValueError, match="images of 99"):
+        gather_shards(tmp_path / "all.zarr", [first], n_images=99)
+    assert not (tmp_path / "all.zarr").exists()
+
+
+def test_workers_and_the_zarr_sharding_codec_give_the_same_store(tmp_path, images):
+    plain = _extract_shards(RESNET, images, tmp_path / "plain", [0, len(images)])
+    piped = _extract_shards(
+        RESNET, images, tmp_path / "piped", [0, len(images)], workers=2, zarr_shard_chunks=2
+    )
+    array = piped.layer("layer2")
+    assert array.parts[0].shards is not None
+    for layer in RESNET.layers:
+        np.testing.assert_array_equal(piped.read(layer), plain.read(layer))
+
+
+def test_the_forward_pass_stops_after_the_last_layer_without_logits(images):
+    model = build_backbone(RESNET)
+    x = preprocess(images.images[:2], data_config(model))
+    ran = []
+    model.fc.register_forward_hook(lambda *_: ran.append("fc"))
+    full = forward_layers(model, RESNET.layers, x)
+    assert ran == ["fc"]
+    assert set(full) == {*RESNET.layers, "logits"}
+    early = forward_layers(model, RESNET.layers, x, logits=False)
+    assert ran == ["fc"]
+    assert set(early) == set(RESNET.layers)
+    for layer in RESNET.layers:
+        torch.testing.assert_close(early[layer], full[layer])

@@ -1,22 +1,24 @@
-"""Extract one backbone's layer features and logits for one image set."""
+"""Extract one backbone's layer features and logits for one shard of an image set."""
 
 import sys
 
-from featlab.backbones import BackboneSpec, build_backbone, sha256_of
+from featlab.backbones import BackboneSpec, build_backbone, hub_weights_file, sha256_of
 from featlab.data.images import ImageStore
-from featlab.extract import ExtractSettings, classifier_rows, extract_features
-from featlab.io import write_json
+from featlab.extract import ExtractSettings, extract_features
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
 
 spec = BackboneSpec(**snakemake.params.backbone)
 weights = snakemake.input.weights or spec.weights_path
 model = build_backbone(spec, weights_path=weights or None)
+if spec.weights == "hub":
+    weights = hub_weights_file(spec, model)
 images = ImageStore(snakemake.input.images)
-settings = ExtractSettings(**snakemake.params.extraction, threads=snakemake.threads)
+settings = ExtractSettings(**snakemake.params.extraction)
 provenance = {"weights_sha256": sha256_of(weights) if weights else None}
-extract_features(model, spec, images, snakemake.output.store, settings, provenance)
 
-imageset = snakemake.wildcards.imageset
-rows = classifier_rows(snakemake.output.store, images, snakemake.wildcards.backbone, imageset)
-write_json(snakemake.output.metrics, rows)
+# Shard k holds the images [k * S, (k + 1) * S); with skipped unreadable images it may be short.
+per_shard = snakemake.params.images_per_shard
+start = min(int(snakemake.wildcards.shard) * per_shard, len(images))
+image_range = (start, min(start + per_shard, len(images)))
+extract_features(model, spec, images, snakemake.output.store, settings, provenance, image_range)

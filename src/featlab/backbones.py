@@ -1,9 +1,16 @@
-"""timm backbones: building, loading weights, preprocessing, and reading layer outputs as grids."""
+"""timm backbones: building, loading weights, preprocessing, and reading layer outputs as grids.
+
+Any timm model by name, with weights from the Hugging Face hub (read from its cache; HF_HUB_OFFLINE
+and HF_HUB_CACHE are honoured), from a local file, or random. Layers are timm module names. Token
+models (ViT, DINOv3-style models with register tokens) have their patch tokens read as a grid and
+their class and register tokens kept apart; Swin's channels-last stage outputs become NCHW.
+"""
 
 import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +20,14 @@ import featlab._compat  # noqa: F401  (defines torchvision op schemas before tim
 import numpy as np
 import timm
 import torch
+from huggingface_hub import try_to_load_from_cache
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from featlab.io import atomic_path
 
 WEIGHT_SOURCES = ("train", "hub", "file", "random")
+LAYER_CONTAINERS = ("blocks", "layers", "stages")  # timm's usual names for its stacks of layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +124,41 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def hub_weights_file(spec: BackboneSpec, model: nn.Module) -> str | None:
+    """The cached file of the hub weights that a `weights: hub` model was built from.
+
+    timm reads hub weights with huggingface_hub from the repository in the model's
+    `pretrained_cfg["hf_hub_id"]` (spec.hub_id when given), trying the safetensors file before
+    the torch one; this looks the same files up in the local cache (HF_HUB_CACHE) without any
+    network access, so that the extraction can record the weights' sha256.
+
+    Returns:
+        The path of the cached weights file, or None for other weight sources or when no
+        weights file of the repository is in the cache.
+    """
+    pretrained_cfg = getattr(model, "pretrained_cfg", None) or {}
+    hub_id = pretrained_cfg.get("hf_hub_id")
+    if spec.weights != "hub" or not hub_id:
+        return None
+    repo_id, _, revision = hub_id.partition("@")  # timm's "org/name@revision"
+    for filename in _hub_weights_names(pretrained_cfg.get("hf_hub_filename")):
+        cached = try_to_load_from_cache(repo_id, filename, revision=revision or None)
+        if isinstance(cached, str):  # not None, nor the marker of a file known to be missing
+            return cached
+    return None
+
+
+def _hub_weights_names(filename: str | None) -> tuple[str, ...]:
+    """Weights file names in the order timm's load_state_dict_from_hf tries them."""
+    if filename is None or filename == "pytorch_model.bin":
+        return ("model.safetensors", "pytorch_model.bin")
+    if filename == "open_clip_pytorch_model.bin":
+        return ("open_clip_model.safetensors", filename)
+    if filename.endswith(".bin"):
+        return (filename.removesuffix(".bin") + ".safetensors", filename)
+    return (filename,)
+
+
 def save_backbone(
     model: nn.Module, spec: BackboneSpec, path: str | os.PathLike, extra: dict
 ) -> None:
@@ -133,13 +177,17 @@ def check_layers(model: nn.Module, layers: tuple[str, ...]) -> None:
     modules = dict(model.named_modules())
     unknown = [layer for layer in layers if layer not in modules]
     if unknown:
+        # The model's feature_info stages, then each entry of its blocks/layers/stages stacks
+        # ("layer3", "stages.2", "layers.1", "blocks.11"), in the model's order.
         suggestions = [info["module"] for info in getattr(model, "feature_info", [])]
         suggestions += [
-            name for name in modules if name.count(".") == 1 and name.startswith("blocks")
+            name
+            for name in modules
+            if name.count(".") == 1 and name.split(".")[0] in LAYER_CONTAINERS
         ]
         raise ValueError(
             f"{type(model).__name__} has no layer(s) {unknown}; valid names include "
-            f"{sorted(set(suggestions))} (any name from model.named_modules() works)"
+            f"{list(dict.fromkeys(suggestions))} (any name from model.named_modules() works)"
         )
 
 
@@ -160,11 +208,58 @@ def preprocess(images: np.ndarray, config: dict, size: int | None = None) -> tor
     return (x - mean) / std
 
 
-def to_grid(model: nn.Module, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A layer's output as an (B, C, H, W) grid, plus its prefix (class/register) tokens.
+def token_counts(model: nn.Module) -> tuple[int, int]:
+    """How many class tokens and register tokens a token model puts before its patch tokens.
 
-    CNN outputs are already NCHW; Swin-style outputs are channels-last (B, H, W, C); ViT outputs
-    are tokens (B, P + H*W, C) whose first P = model.num_prefix_tokens are class/register tokens.
+    Both are read from the model: a class token is present when `model.cls_token` is set, and the
+    register count is `model.num_reg_tokens` (timm's VisionTransformer) or the length of
+    `model.reg_token` (timm's Eva, which DINOv3 models such as `vit_base_patch16_dinov3` use).
+    Both classes build their token sequence as [class token, register tokens, patch tokens]
+    (`_pos_embed` concatenates `cls_token`, then `reg_token`, then the patches), so the first
+    token of a layer's output is the class token and the next ones are the registers.
+
+    Returns:
+        (class tokens, register tokens); (0, 0) for models without prefix tokens (CNNs, Swin).
+
+    Raises:
+        ValueError: when the counts do not add up to `model.num_prefix_tokens` (a model with
+            other prefix tokens, such as DeiT's distillation token).
+    """
+    n_prefix = getattr(model, "num_prefix_tokens", 0)
+    n_class = int(getattr(model, "cls_token", None) is not None)
+    reg_token = getattr(model, "reg_token", None)
+    n_registers = getattr(
+        model, "num_reg_tokens", reg_token.shape[1] if reg_token is not None else 0
+    )
+    if n_prefix == 0:
+        return 0, 0
+    if n_class + n_registers != n_prefix:
+        raise ValueError(
+            f"{type(model).__name__} has {n_prefix} prefix tokens but {n_class} class and "
+            f"{n_registers} register tokens: its other prefix tokens are not supported"
+        )
+    return n_class, n_registers
+
+
+def to_grid(
+    model: nn.Module, output: torch.Tensor, input_size: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A layer's output as an (B, C, H, W) grid, plus its prefix (class and register) tokens.
+
+    CNN outputs are already NCHW; outputs of models that declare `output_fmt = "NHWC"` (timm's
+    Swin and SwinV2 stages and blocks) are channels-last (B, H, W, C); token models output
+    (B, P + H*W, C) whose first P = model.num_prefix_tokens tokens are the class token and then
+    the register tokens (`token_counts` splits them).
+
+    Args:
+        model: The timm model the output came from.
+        output: The layer's output.
+        input_size: (height, width) of the input images, to find the token grid of a model that
+            takes any image size (DINOv3, `dynamic_img_size=True`); by default the model's
+            `patch_embed.grid_size`, or for such a model a square grid when that does not fit.
+
+    Returns:
+        The grid (B, C, H, W) and the prefix tokens (B, P, C), or None when there are none.
     """
     if output.ndim == 4:
         if getattr(model, "output_fmt", "NCHW") == "NHWC":
@@ -174,13 +269,30 @@ def to_grid(model: nn.Module, output: torch.Tensor) -> tuple[torch.Tensor, torch
         raise ValueError(f"cannot read a layer output of shape {tuple(output.shape)} as a grid")
     prefix = getattr(model, "num_prefix_tokens", 0)
     tokens = output[:, prefix:]
-    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
-    height, width = grid if grid is not None else (int(tokens.shape[1] ** 0.5),) * 2
-    if height * width != tokens.shape[1]:
-        raise ValueError(f"{tokens.shape[1]} patch tokens do not fill a {height}x{width} grid")
+    height, width = _token_grid(model, tokens.shape[1], input_size)
     # (B, H*W, C) -> (B, C, H, W)
     maps = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
     return maps, (output[:, :prefix] if prefix else None)
+
+
+def _token_grid(
+    model: nn.Module, n_tokens: int, input_size: tuple[int, int] | None
+) -> tuple[int, int]:
+    """(H, W) of the patch grid of `n_tokens` patch tokens."""
+    patch_embed = getattr(model, "patch_embed", None)
+    grid = getattr(patch_embed, "grid_size", None)
+    if input_size is not None and hasattr(patch_embed, "dynamic_feat_size"):
+        grid = patch_embed.dynamic_feat_size(tuple(input_size))
+    elif grid is None or getattr(model, "dynamic_img_size", False):
+        side = math.isqrt(n_tokens)
+        if side * side == n_tokens and (grid is None or grid[0] * grid[1] != n_tokens):
+            grid = (side, side)  # a model that takes any image size, fed square images
+    if grid is None or grid[0] * grid[1] != n_tokens:
+        raise ValueError(
+            f"{n_tokens} patch tokens do not fill a {grid} grid; pass the input images' "
+            "input_size (height, width)"
+        )
+    return int(grid[0]), int(grid[1])
 
 
 @contextlib.contextmanager
@@ -221,8 +333,8 @@ def forward_from_layer(
         model: A timm model in eval mode.
         layer: Name of the module whose output `maps` replaces (e.g. "layer3", "blocks.5").
         maps: Feature maps (B, C, H, W), as `to_grid` reads them.
-        prefix: Class/register tokens (B, P, C) of a token model (the feature store's
-            `prefix_tokens/{layer}`); needed when the layer outputs tokens and P > 0.
+        prefix: The class token(s) then the register tokens (B, P, C) of a token model, as
+            `to_grid` returns them; needed when the layer outputs tokens and P > 0.
         input_size: (height, width) of the images the features came from; by default the grid
             times the layer's reduction in `model.feature_info`.
 
@@ -274,7 +386,7 @@ def _as_layer_output(
                 got = None if prefix is None else tuple(prefix.shape)
                 raise ValueError(
                     f"the layer outputs {n_prefix} prefix tokens: pass prefix (B, {n_prefix}, "
-                    f"{output.shape[2]}) from the store's prefix_tokens, got {got}"
+                    f"{output.shape[2]}): the class then the register tokens, got {got}"
                 )
             # (B, P, C) + (B, H*W, C) -> (B, P + H*W, C)
             replaced = torch.cat([prefix.to(device=output.device, dtype=output.dtype), replaced], 1)

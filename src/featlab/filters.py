@@ -70,6 +70,7 @@ from torch import nn
 
 from featlab import metrics
 from featlab.backbones import check_layers, preprocess, to_grid
+from featlab.devices import resolve_device
 from featlab.io import atomic_path
 from featlab.tables import metric_row
 
@@ -216,7 +217,7 @@ def decode_layer(
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or not len(images):
         raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
     torch.set_num_threads(settings.threads)
-    device = _device(settings.device)
+    device = resolve_device(settings.device, "filters.device")
     model = copy.deepcopy(model).eval().requires_grad_(False).to(device)
 
     # 2. Linearise it, with LayerNorm scales from a batch of the images
@@ -571,11 +572,3 @@ def pearson(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (predicted * true).sum(0) / scale
     return np.where(scale > 0, r, math.nan)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("filters.device is cuda, but no CUDA device is available")
-    return torch.device(name)

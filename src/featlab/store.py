@@ -1,10 +1,16 @@
 """Feature stores: `features/{backbone}/{imageset}.zarr`, one (N, C, H, W) array per layer.
 
 Arrays are named after the timm module, hold float16 unless configured, and are chunked along N
-in chunks of at least 1 MB. Token models keep their class and register tokens in
-`prefix_tokens/{layer}` (N, P, C). `logits` holds the classifier output. Attributes record the
+in chunks of at least 1 MB (grouped into Zarr shards when configured). Token models keep their
+class and register tokens apart from the grid, in `class_tokens/{layer}` (N, 1, C) and
+`register_tokens/{layer}` (N, R, C). `logits` holds the classifier output. Attributes record the
 provenance: featlab version, timm model and pretrained config, weights sha256, preprocessing, and
 layer shapes.
+
+A large image set is extracted in image shards, each its own complete store of a contiguous
+range of images (`image_range` in its attributes). `gather_shards` then writes the store at the
+set's path as a small manifest of its shards; `FeatureStore` reads a manifest exactly as it reads
+a single store, so the stages after extraction never see the shards.
 """
 
 import os
@@ -17,12 +23,15 @@ from featlab.data.images import chunk_length
 from featlab.io import atomic_path
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+TOKEN_KINDS = ("class_tokens", "register_tokens")
 
 
 class FeatureStoreWriter:
     """Append feature batches in image order; writes whole chunks, renames into place on close.
 
     Use as a context manager: the store appears at `path` only when every image was written.
+    With `shard_chunks` set, the arrays use Zarr's sharding codec: that many chunks along N in one
+    shard file, and the writer writes whole shards, so each shard has one writer.
     """
 
     def __init__(
@@ -32,16 +41,20 @@ class FeatureStoreWriter:
         layer_shapes: dict[str, tuple[int, ...]],
         n_logits: int,
         dtype: str = "float16",
-        prefix_shapes: dict[str, tuple[int, int]] | None = None,
+        token_shapes: dict[str, tuple[int, int]] | None = None,
         attrs: dict | None = None,
+        shard_chunks: int | None = None,
     ):
         self.path = Path(path)
         self.n_images = n_images
         self.dtype = np.dtype(dtype)
+        self.shard_chunks = shard_chunks
         self.shapes = {name: tuple(shape) for name, shape in layer_shapes.items()}
         self.shapes["logits"] = (n_logits,)
-        for layer, shape in (prefix_shapes or {}).items():
-            self.shapes[f"prefix_tokens/{layer}"] = tuple(shape)
+        for name, shape in (token_shapes or {}).items():
+            if name.split("/")[0] not in TOKEN_KINDS:
+                raise ValueError(f"token array {name!r} must start with one of {TOKEN_KINDS}")
+            self.shapes[name] = tuple(shape)
         self.attrs = {**(attrs or {}), "layers": {k: list(v) for k, v in layer_shapes.items()}}
         self._buffer: dict[str, list[np.ndarray]] = {name: [] for name in self.shapes}
         self._buffered = 0
@@ -56,13 +69,21 @@ class FeatureStoreWriter:
         for name, shape in self.shapes.items():
             dtype = np.float32 if name == "logits" else self.dtype
             rows = chunk_length(int(np.prod(shape)) * np.dtype(dtype).itemsize, self.n_images)
+            shards = None
+            if self.shard_chunks:
+                shards = (min(rows * self.shard_chunks, max(self.n_images, 1)), *shape)
+                rows = min(rows, shards[0])
             self.arrays[name] = self.group.create_array(
-                name, shape=(self.n_images, *shape), chunks=(rows, *shape), dtype=dtype
+                name,
+                shape=(self.n_images, *shape),
+                chunks=(rows, *shape),
+                shards=shards,
+                dtype=dtype,
             )
         return self
 
     def append(self, batch: dict[str, np.ndarray]) -> None:
-        """Add the next images' arrays (one entry per layer, `logits`, and prefix tokens)."""
+        """Add the next images' arrays (one entry per layer, `logits`, and token arrays)."""
         sizes = {len(values) for values in batch.values()}
         if set(batch) != set(self.shapes) or len(sizes) != 1:
             raise ValueError(
@@ -91,9 +112,10 @@ class FeatureStoreWriter:
             )
 
     def _flush(self, final: bool) -> None:
-        rows = min(array.chunks[0] for array in self.arrays.values())
+        # The write unit: the largest chunk (or Zarr shard), so every write covers whole ones.
+        rows = max((array.shards or array.chunks)[0] for array in self.arrays.values())
         while self._buffered >= rows or (final and self._buffered):
-            take = self._buffered if final else rows
+            take = min(self._buffered, rows)
             for name, parts in self._buffer.items():
                 block = np.concatenate(parts)
                 self.arrays[name][self._written : self._written + take] = block[:take]
@@ -111,8 +133,90 @@ class FeatureStoreWriter:
         return self._atomic.__exit__(kind, value, traceback)
 
 
+class ShardedArray:
+    """One array of every shard store, read as a single (N, ...) array along N.
+
+    It offers what the stages use of a Zarr array: `shape`, `dtype`, `len`, slicing along N and
+    `get_orthogonal_selection((indices,))` with indices in any order.
+    """
+
+    def __init__(self, parts: list[zarr.Array]):
+        self.parts = parts
+        self.offsets = np.cumsum([0, *(part.shape[0] for part in parts)])
+        self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        if key is Ellipsis:
+            key = slice(None)
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("a sharded array is read by a slice along N or by indices")
+        start, stop, _ = key.indices(len(self))
+        return self.get_orthogonal_selection((np.arange(start, stop),))
+
+    def get_orthogonal_selection(self, selection: tuple) -> np.ndarray:
+        indices = np.asarray(selection[0], dtype=np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"indices out of range for {len(self)} images")
+        out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
+        shard = np.searchsorted(self.offsets, indices, side="right") - 1
+        for k, part in enumerate(self.parts):
+            chosen = np.flatnonzero(shard == k)
+            if len(chosen):
+                local = indices[chosen] - self.offsets[k]
+                # Contiguous runs read as slices: whole chunks instead of a fancy selection.
+                if np.array_equal(local, np.arange(local[0], local[0] + len(local))):
+                    out[chosen] = part[int(local[0]) : int(local[0]) + len(local)]
+                else:
+                    out[chosen] = part.get_orthogonal_selection((local,))
+        return out
+
+
+def gather_shards(
+    path: str | os.PathLike, shards: list[str | os.PathLike], n_images: int | None = None
+) -> None:
+    """Write the store at `path` as a manifest of shard stores that cover its images in order.
+
+    The shards must hold the same arrays and shapes from the same model and preprocessing, and
+    their image ranges must follow each other from 0 (to `n_images`, when given). Paths are
+    stored relative to the manifest's folder, so a results folder can move.
+    """
+    path = Path(path)
+    if not shards:
+        raise ValueError(f"{path}: no shard stores to gather")
+    opened = [FeatureStore(shard) for shard in shards]
+    first = opened[0].attrs
+    expected = 0
+    for shard in opened:
+        start, stop = shard.attrs.get("image_range", (0, len(shard)))
+        if start != expected or stop - start != len(shard):
+            raise ValueError(
+                f"{shard.path} holds images [{start}, {stop}) but the next shard must start at "
+                f"{expected}; rerun its extraction"
+            )
+        expected = stop
+        for key in ("layers", "model", "spec", "preprocessing", "weights_sha256"):
+            if shard.attrs.get(key) != first.get(key):
+                raise ValueError(
+                    f"{shard.path} differs from {opened[0].path} in {key!r}; rerun extraction"
+                )
+        if sorted(shard.group.array_keys()) != sorted(opened[0].group.array_keys()):
+            raise ValueError(f"{shard.path} holds other arrays than {opened[0].path}")
+    if n_images is not None and expected != n_images:
+        raise ValueError(f"the shards hold {expected} images of {n_images}; rerun extraction")
+    attrs = {key: value for key, value in first.items() if key != "image_range"}
+    attrs["shards"] = [os.path.relpath(Path(shard), path.parent) for shard in shards]
+    attrs["shard_images"] = [len(shard) for shard in opened]
+    with atomic_path(path) as temporary:
+        zarr.open_group(temporary, mode="w").attrs.update(attrs)
+
+
 class FeatureStore:
-    """Read access to a feature store."""
+    """Read access to a feature store, a single store or a manifest of shard stores alike."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -123,18 +227,51 @@ class FeatureStore:
         self.group = zarr.open_group(self.path, mode="r")
         self.attrs = dict(self.group.attrs)
         self.layers = list(self.attrs["layers"])
-        self.logits = self.group["logits"]
+        self._shards = None
+        if "shards" in self.attrs:
+            self._shards = [
+                FeatureStore(self.path.parent / shard).group for shard in self.attrs["shards"]
+            ]
+            self.arrays = sorted(_array_names(self._shards[0]))
+        else:
+            self.arrays = sorted(_array_names(self.group))
+        self.logits = self.array("logits")
 
     def __len__(self) -> int:
         return self.logits.shape[0]
 
-    def layer(self, name: str) -> zarr.Array:
+    def array(self, name: str) -> zarr.Array | ShardedArray:
+        """Any array of the store by name, read across its shards."""
+        if self._shards is None:
+            return self.group[name]
+        return ShardedArray([shard[name] for shard in self._shards])
+
+    def layer(self, name: str) -> zarr.Array | ShardedArray:
         if name not in self.layers:
             raise KeyError(f"{self.path} has no layer {name!r}; it holds {self.layers}")
-        return self.group[name]
+        return self.array(name)
 
     def read(self, layer: str, indices: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
         """Load a layer's features (optionally a subset of images, in the given order)."""
-        array = self.layer(layer)
-        values = array[:] if indices is None else array.get_orthogonal_selection((indices,))
-        return values.astype(dtype, copy=False)
+        return _select(self.layer(layer), indices).astype(dtype, copy=False)
+
+    def prefix_tokens(self, layer: str, indices: np.ndarray | None = None) -> np.ndarray | None:
+        """The class then register tokens (N, P, C) of a token model's layer, as the model
+        orders them in front of the patch tokens; None when the layer has none."""
+        names = [f"{kind}/{layer}" for kind in TOKEN_KINDS if f"{kind}/{layer}" in self.arrays]
+        if not names:
+            return None
+        parts = [_select(self.array(name), indices).astype(np.float32) for name in names]
+        return np.concatenate(parts, axis=1)
+
+
+def _select(array, indices: np.ndarray | None) -> np.ndarray:
+    return array[:] if indices is None else array.get_orthogonal_selection((indices,))
+
+
+def _array_names(group: zarr.Group, prefix: str = "") -> list[str]:
+    """Names of every array in a group and its subgroups, as paths ("class_tokens/blocks.1")."""
+    names = [f"{prefix}{name}" for name in group.array_keys()]
+    for name, child in group.groups():
+        names += _array_names(child, f"{prefix}{name}/")
+    return names

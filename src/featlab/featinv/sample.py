@@ -15,8 +15,9 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from tqdm import tqdm
 
+from featlab.devices import resolve_device
 from featlab.featinv.model import FeatInvModel
-from featlab.featinv.train import autocast, resolve_device, tensor_to_images
+from featlab.featinv.train import autocast, tensor_to_images
 
 SCHEDULERS = ("ddim", "dpmsolver++", "unipc")
 
@@ -88,7 +89,7 @@ def sample(
     # 1. Check inputs and prepare the device.
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.device, "featinv.sample.device")
     model.to(device).eval()
     features = torch.as_tensor(np.asarray(features, dtype=np.float32))
     noise = initial_noise(model, len(features), settings.seed)

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from featlab.data.images import ImageStore
+from featlab.devices import resolve_device
 from featlab.featinv.model import FeatInvModel, ModelSettings, build_model
 from featlab.io import atomic_path, remove
 from featlab.store import FeatureStore
@@ -109,14 +110,6 @@ def fingerprint(settings: TrainSettings, model: FeatInvModel, data: TrainingData
     return digest.hexdigest()[:16]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
-    return torch.device(name)
-
-
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA (unless disabled); full precision elsewhere."""
     if enabled and device.type == "cuda":
@@ -146,7 +139,7 @@ def train_featinv(
     # 1. Prepare the device, the normalisation statistics and the optimiser.
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.device, "featinv.train.device")
     model.hint.set_statistics(data.features)
     model.to(device).train()
     if model.vae is not None:

@@ -170,13 +170,9 @@ def read_test_features(
     indices = images.indices("test")[:max_images]
     if not len(indices):
         raise ValueError(f"{images.path} has no test images")
-    prefix_key = f"prefix_tokens/{layer}"
-    prefix = None
-    if with_maps and prefix_key in store.group:
-        prefix = store.group[prefix_key].get_orthogonal_selection((indices,)).astype(np.float32)
     return TestFeatures(
         maps=store.read(layer, indices) if with_maps else None,
-        prefix=prefix,
+        prefix=store.prefix_tokens(layer, indices) if with_maps else None,
         logits=store.logits.get_orthogonal_selection((indices,)).astype(np.float32),
         labels=images.labels[indices],
     )

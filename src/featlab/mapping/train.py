@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from featlab.devices import resolve_device
 from featlab.mapping.models import NormalisedMap, apply_model, build_model, save_trained
 from featlab.mapping.pairs import PairView
 
@@ -237,17 +238,6 @@ def train_model(model: NormalisedMap, train, val, settings: TrainSettings) -> Tr
     return TrainResult(model.eval(), history, best_epoch, stopped_early)
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto: CUDA when present, else CPU; cuda without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("mapping_training.device is cuda but no CUDA device is present")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
 def channel_statistics(view: PairView, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std (C,) of the original train features, streamed in float64.
 
@@ -307,7 +297,7 @@ def train_mapping(view: PairView, mapping: str, hyper: dict, settings: TrainSett
         The best checkpoint and its config (for `load_trained`) and the per-epoch history.
     """
     # 1. Device, threads and seed
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.device, "featmap.training.device")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)

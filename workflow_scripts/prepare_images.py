@@ -1,0 +1,23 @@
+"""Write the original image store of an image folder or file list."""
+
+import sys
+
+from featlab.data.sources import list_entries, prepare_images, resolve_size
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
+
+data = snakemake.params.data
+entries, classes = list_entries(data)
+size, crop_pct = resolve_size(data["image_size"], data["crop_pct"], snakemake.params.models)
+summary = prepare_images(
+    entries,
+    snakemake.output.store,
+    size,
+    crop_pct,
+    on_error=data["on_error"],
+    workers=snakemake.threads - 1 if snakemake.threads > 1 else 0,
+    attrs={"source": data["source"], "classes": classes, data["source"]: data[data["source"]]},
+)
+print(f"wrote {summary['n_images']} images, skipped {summary['n_skipped']}", file=sys.stderr)
+for skipped in summary["skipped"]:
+    print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
