@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 
@@ -205,3 +206,37 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, edit, key):
     assert result.returncode != 0
     assert key in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("preset", "shards"),
+    [("featmap_cars.yaml", 17), ("featinv_imagenet.yaml", 134)],
+)
+def test_presets_validate_and_plan_without_their_data(tmp_path, preset, shards):
+    """The paper presets plan their whole DAG here, from data.n_images: one extraction job per
+    shard of every image set and backbone, the gathers, the fits and FeatInv."""
+    config = yaml.safe_load((REPO / "configs" / preset).read_text())
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--cores", "1", "-n"]
+    command += ["--quiet", "rules", "--configfile", str(REPO / "configs" / preset)]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.MULTILINE))
+    imagesets = 1 + len(config["manipulations"])
+    assert int(jobs["extract"]) == shards * imagesets * len(config["backbones"])
+    assert int(jobs["gather_features"]) == imagesets * len(config["backbones"])
+    assert {"prepare_images", "train_mapping", "train_featinv", "invert_featinv"} <= set(jobs)
+    assert "render_shapes" not in jobs
+
+
+def test_a_real_data_source_stops_when_its_count_disagrees(tmp_path):
+    """data.n_images is checked against the file list when it is present."""
+    config = yaml.safe_load((REPO / "configs" / "featinv_imagenet.yaml").read_text())
+    (tmp_path / "list.csv").write_text("path,label,split\na.png,0,train\nb.png,1,test\n")
+    config["data"]["filelist"]["path"] = "list.csv"
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--cores", "1", "-n"]
+    result = subprocess.run(
+        [*command, "--configfile", "study.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "holds 2 images but data.n_images says 1331167" in result.stdout + result.stderr

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import zarr
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
 from featlab.data.images import SPLITS, chunk_length
 from featlab.data.shapes import ShapesSettings
@@ -151,6 +152,7 @@ def list_folder(
             folders are ignored, and so are files whose extension is not in IMAGE_EXTENSIONS.
         split_fractions: for the layout without split folders, the shares of each class drawn
             into `val` and `test` (default DEFAULT_SPLIT_FRACTIONS); train gets the rest.
+            Ignored where split folders exist.
         seed: the same seed draws the same splits.
 
     Returns:
@@ -160,40 +162,34 @@ def list_folder(
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"image folder {root} does not exist; check data.folder.root")
-    # 1. Find the layout and the image files of each (split, class)
+    # 1. Find the layout: the image files of each class, per split folder or (None) all together
     folders = _subfolders(root)
     present = [split for split in SPLITS if split in folders]
+    others = sorted(set(folders) - set(SPLITS))
+    if present and others:
+        raise ValueError(
+            f"{root} mixes split folders ({', '.join(present)}) with other folders "
+            f"({', '.join(others[:5])}); use root/{{split}}/{{class}}/ or root/{{class}}/"
+        )
     if present:
-        others = sorted(set(folders) - set(SPLITS))
-        if others:
-            raise ValueError(
-                f"{root} mixes split folders ({', '.join(present)}) with other folders "
-                f"({', '.join(others[:5])}); use root/{{split}}/{{class}}/ or root/{{class}}/"
-            )
         files = {split: _class_files(os.path.join(root, split)) for split in present}
-        classes = sorted(set().union(*(per_class for per_class in files.values())))
     else:
-        per_class = _class_files(root)
-        classes = sorted(per_class)
-    # 2. Entries; without split folders each class's files are split at random
-    entries, prefix = [], os.path.join(root, "")  # the root with a trailing separator
-    if present:
-        for split in present:
-            for name, paths in files[split].items():
-                label = classes.index(name)
-                for relative in paths:
-                    image_id = f"{split}/{name}/{relative}"
-                    entries.append(Entry(prefix + image_id, label, split, image_id))
-    else:
+        files = {None: _class_files(root)}
         fractions = _check_fractions(split_fractions or DEFAULT_SPLIT_FRACTIONS)
         rng = np.random.default_rng(seed)
-        for label, name in enumerate(classes):
-            paths = per_class[name]
-            for relative, split in zip(
-                paths, _draw_splits(len(paths), fractions, rng), strict=True
-            ):
-                image_id = f"{name}/{relative}"
-                entries.append(Entry(prefix + image_id, label, split, image_id))
+    classes = sorted(set().union(*files.values()))
+    # 2. Entries; without split folders each class's files are split at random
+    entries, prefix = [], os.path.join(root, "")  # the root with a trailing separator
+    for split, per_class in files.items():
+        for name, paths in per_class.items():  # in sorted order, so that the draws repeat
+            if split is None:
+                folder, splits = f"{name}/", _draw_splits(len(paths), fractions, rng)
+            else:
+                folder, splits = f"{split}/{name}/", [split] * len(paths)
+            label = classes.index(name)
+            for relative, image_split in zip(paths, splits, strict=True):
+                image_id = folder + relative
+                entries.append(Entry(prefix + image_id, label, image_split, image_id))
     if not entries:
         raise ValueError(
             f"{root} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); expected "
@@ -207,8 +203,7 @@ def _first_bad_row(csv: Path, table: pd.DataFrame, bad: pd.Series, what: str, fi
     """Raise for the first row where `bad` holds, naming the CSV and its line (header = line 1)."""
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        value = table.iloc[row][what] if what in table.columns else ""
-        raise ValueError(f"{csv}, line {row + 2}: {what} {value!r} {fix}")
+        raise ValueError(f"{csv}, line {row + 2}: {what} {table.iloc[row][what]!r} {fix}")
 
 
 def read_filelist(csv: str | os.PathLike) -> tuple[list[Entry], list[str]]:
@@ -483,8 +478,10 @@ def prepare_images(
         # 3. Decode in order and write each chunk as it fills
         paths = [entry.path for entry in entries]
         decoded = _decoded(paths, size, crop_pct, workers)
-        with contextlib.closing(decoded):
+        progress = tqdm(total=n, desc="decode images", unit="img", mininterval=5)
+        with contextlib.closing(decoded), progress:
             for entry, (image, reason) in zip(entries, decoded, strict=True):
+                progress.update()
                 if image is None:
                     if on_error == "stop":
                         raise UnreadableImage(entry.path, reason)
