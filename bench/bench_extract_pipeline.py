@@ -6,8 +6,9 @@ thread). The baseline is timm's benchmark method: the same model, batch size, pr
 memory format, forwarding synthetic in-memory input in a loop after a warm-up. The ratio is end to
 end over pure forward images/s (the issue's target: at least 0.8 on a CPU, 0.9 on a GPU).
 
-Store I/O: a (N, C, H, W) float16 layer written and read through featlab.store (Zarr, default
-codec) against np.save / np.load of the same array, in MB/s; both read back from the page cache.
+Store I/O: a (N, C, H, W) float16 layer written and read through featlab.store (Zarr with zstd,
+and uncompressed) against np.save / np.load of the same array, in MB/s, and its size on disk;
+every read comes back from the page cache.
 
 Run from the repository root (random weights; nothing is downloaded):
 
@@ -30,6 +31,7 @@ import torch
 from featlab.backbones import BackboneSpec, build_backbone
 from featlab.data.images import ImageSet, ImageStore, write_image_store
 from featlab.extract import PRECISIONS, ExtractSettings, extract_features
+from featlab.io import remove
 from featlab.store import FeatureStore, FeatureStoreWriter
 
 # (name, timm model, image side, layers): small ones for a CPU, the FeatMap paper's for a GPU.
@@ -70,39 +72,54 @@ def pure_forward(model, settings: ExtractSettings, size: int, n_images: int, dev
 
 def end_to_end(model, spec, images: ImageStore, settings, folder: Path) -> float:
     """Images/s of extract_features over the whole image store (after a short warm-up run)."""
-    extract_features(
-        model, spec, images, folder / "warm.zarr", settings, {}, (0, settings.batch_size)
-    )
+    warm = folder / "warm.zarr"
+    extract_features(model, spec, images, warm, settings, {}, (0, settings.batch_size))
     start = time.perf_counter()
     extract_features(model, spec, images, folder / "features.zarr", settings, {})
     synchronise(torch.device(settings.device))
-    return len(images) / (time.perf_counter() - start)
+    speed = len(images) / (time.perf_counter() - start)
+    remove(folder)
+    return speed
 
 
-def store_io(folder: Path, n: int, shape: tuple[int, int, int]) -> dict:
-    """Write and read MB/s of one float16 layer through the feature store and through numpy."""
-    values = np.random.default_rng(0).standard_normal((n, *shape)).astype(np.float16)
-    megabytes = values.nbytes / 1e6
+def store_io(folder: Path, values: np.ndarray, compression: str) -> dict:
+    """Write and read MB/s of one layer through the feature store, and its size on disk: float32
+    values in, as the forward pass gives them, float16 stored (the MB counted)."""
+    path = folder / f"io_{compression}.zarr"
+    stored = values.astype(np.float16)
     start = time.perf_counter()
-    with FeatureStoreWriter(folder / "io.zarr", n, {"layer": shape}, 1) as writer:
-        writer.append({"layer": values, "logits": np.zeros((n, 1), np.float32)})
-    zarr_write = time.perf_counter() - start
+    with FeatureStoreWriter(
+        path, len(values), {"layer": values.shape[1:]}, 1, compression=compression
+    ) as writer:
+        writer.append({"layer": values, "logits": np.zeros((len(values), 1), np.float32)})
+    write = time.perf_counter() - start
     start = time.perf_counter()
-    read = FeatureStore(folder / "io.zarr").read("layer", dtype=np.float16)
-    zarr_read = time.perf_counter() - start
-    assert np.array_equal(read, values)
+    read = FeatureStore(path).read("layer", dtype=np.float16)
+    seconds = time.perf_counter() - start
+    assert np.array_equal(read, stored)
+    size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+    remove(path)
+    return {
+        "write": values.nbytes / 1e6 / write,
+        "read": values.nbytes / 1e6 / seconds,
+        "size": size,
+    }
+
+
+def numpy_io(folder: Path, values: np.ndarray) -> dict:
+    """The same float16 array through np.save and np.load."""
+    values = values.astype(np.float16)
     start = time.perf_counter()
     np.save(folder / "io.npy", values)
-    numpy_write = time.perf_counter() - start
+    write = time.perf_counter() - start
     start = time.perf_counter()
     np.load(folder / "io.npy")
-    numpy_read = time.perf_counter() - start
+    read = time.perf_counter() - start
+    remove(folder / "io.npy")
     return {
-        "megabytes": megabytes,
-        "zarr_write": megabytes / zarr_write,
-        "numpy_write": megabytes / numpy_write,
-        "zarr_read": megabytes / zarr_read,
-        "numpy_read": megabytes / numpy_read,
+        "write": values.nbytes / 1e6 / write,
+        "read": values.nbytes / 1e6 / read,
+        "size": values.nbytes,
     }
 
 
@@ -115,6 +132,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default=None, help="default: bfloat16 on CUDA, else float32")
     parser.add_argument("--paper", action="store_true", help="ConvNeXt-B 288 and SwinV2-B 384")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cuda = args.device == "cuda"
@@ -127,7 +145,9 @@ def main() -> None:
     )
     rng = np.random.default_rng(0)
     print(f"{dataclasses.asdict(settings)}, {args.images} images, {args.threads} threads")
-    print(f"{'model':<15}{'size':>5}{'end-to-end img/s':>18}{'pure forward img/s':>20}{'ratio':>7}")
+    print(f"median of {args.repeats} alternating runs")
+    print(f"{'model':<15}{'size':>5}{'compression':>12}{'end-to-end img/s':>18}", end="")
+    print(f"{'pure forward img/s':>20}{'ratio':>7}")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         for name, model_name, size, layers in PAPER_MODELS if args.paper else CPU_MODELS:
@@ -142,17 +162,26 @@ def main() -> None:
             images = ImageStore(folder / f"{name}.images.zarr")
             spec = BackboneSpec(model=model_name, layers=layers, weights="random")
             model = build_backbone(spec)
-            piped = end_to_end(model, spec, images, settings, folder / name)
-            pure = pure_forward(model, settings, size, args.images, torch.device(args.device))
-            print(f"{name:<15}{size:>5}{piped:>18.1f}{pure:>20.1f}{piped / pure:>7.2f}")
-        io = store_io(folder, 256, (256, 36, 36))
-    print(f"\nstore I/O, {io['megabytes']:.0f} MB float16 (256 x 256 x 36 x 36):")
-    for kind in ("write", "read"):
-        zarr_speed, numpy_speed = io[f"zarr_{kind}"], io[f"numpy_{kind}"]
-        print(
-            f"  {kind:<6} featlab store {zarr_speed:8.0f} MB/s   numpy {numpy_speed:8.0f} MB/s"
-            f"   ratio {zarr_speed / numpy_speed:.2f}"
-        )
+            device = torch.device(args.device)
+            for compression in ("zstd", "none"):
+                chosen = dataclasses.replace(settings, compression=compression)
+                piped, pure = [], []
+                for _ in range(args.repeats):  # alternate, so that drifts hit both alike
+                    piped.append(end_to_end(model, spec, images, chosen, folder / name))
+                    pure.append(pure_forward(model, chosen, size, args.images, device))
+                piped, pure = float(np.median(piped)), float(np.median(pure))
+                print(f"{name:<15}{size:>5}{compression:>12}{piped:>18.1f}{pure:>20.1f}", end="")
+                print(f"{piped / pure:>7.2f}")
+        # A stage-1-sized layer: Gaussian values, and the same after a ReLU (half zeros).
+        gauss = rng.standard_normal((256, 256, 36, 36), dtype=np.float32)
+        megabytes = gauss.nbytes / 2e6
+        print(f"\nstore I/O, {megabytes:.0f} MB float16 (256 x 256 x 36 x 36), MB/s:")
+        print(f"{'values':<10}{'writer':<16}{'write':>8}{'read':>8}{'size MB':>9}")
+        for label, values in (("gaussian", gauss), ("relu", np.maximum(gauss, 0))):
+            rows = [(f"store {c}", store_io(folder, values, c)) for c in ("zstd", "none")]
+            for writer, io in [*rows, ("numpy", numpy_io(folder, values))]:
+                print(f"{label:<10}{writer:<16}{io['write']:>8.0f}{io['read']:>8.0f}", end="")
+                print(f"{io['size'] / 1e6:>9.0f}")
 
 
 if __name__ == "__main__":

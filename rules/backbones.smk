@@ -55,6 +55,7 @@ rule extract:
             "backbones",
             "store",
             "devices",
+            "workers",
             "metrics",
             "tables",
             "data",
@@ -86,6 +87,6 @@ rule gather_features:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_hash("extract", "store", "metrics", "tables", "data", "io"),
+        code=code_hash("extract", "store", "metrics", "tables", "data", "io", "workers"),
     script:
         "../workflow_scripts/gather_features.py"

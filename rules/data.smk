@@ -17,7 +17,7 @@ if config["data"]["source"] == "shapes":
             runtime=10,
         params:
             shapes=config["data"]["shapes"],
-            code=code_hash("data", "io"),
+            code=code_hash("data", "io", "workers"),
         script:
             "../workflow_scripts/render_shapes.py"
 
@@ -35,14 +35,14 @@ else:
             f"{RESULTS}/benchmarks/images/original.tsv"
         conda:
             ENV
-        threads: max(1, config["data"]["workers"])
+        threads: config["data"]["workers"] + 1  # the decoding workers and the writer
         resources:
             mem_mb=4000,
             runtime=240,
         params:
             data=data_settings(),
             models=[backbone["model"] for backbone in config["backbones"].values()],
-            code=code_hash("data", "io", "_compat"),
+            code=code_hash("data", "io", "workers", "_compat"),
         script:
             "../workflow_scripts/prepare_images.py"
 
@@ -67,6 +67,6 @@ rule manipulate:
     params:
         spec=manipulation_spec,
         mask=config["change_mask"],
-        code=code_hash("manipulate", "geometry", "data", "io"),
+        code=code_hash("manipulate", "geometry", "data", "io", "workers"),
     script:
         "../workflow_scripts/manipulate.py"

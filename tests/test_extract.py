@@ -1,6 +1,8 @@
 """Feature extraction: store layout, values, provenance, and nothing left behind on failure."""
 
 import itertools
+import subprocess
+import sys
 
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
 
@@ -12,7 +14,7 @@ from featlab.backbones import BackboneSpec, build_backbone, capture_layers, data
 from featlab.data.images import ImageStore, write_image_store
 from featlab.data.shapes import ShapesSettings, render_image_set
 from featlab.extract import ExtractSettings, classifier_rows, extract_features, forward_layers
-from featlab.store import FeatureStore, gather_shards
+from featlab.store import FeatureStore, FeatureStoreWriter, gather_shards
 
 RESNET = BackboneSpec(
     model="resnet18",
@@ -194,3 +196,44 @@ def test_the_forward_pass_stops_after_the_last_layer_without_logits(images):
     assert set(early) == set(RESNET.layers)
     for layer in RESNET.layers:
         torch.testing.assert_close(early[layer], full[layer])
+
+
+def test_loader_workers_do_not_rerun_an_unguarded_script(tmp_path, images):
+    """Snakemake runs scripts without `if __name__ == "__main__"`: the DataLoader's spawned
+    workers must not run the extraction script again (each would extract, and start workers)."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import featlab._compat\n"
+        "from featlab.backbones import BackboneSpec, build_backbone\n"
+        "from featlab.data.images import ImageStore\n"
+        "from featlab.extract import ExtractSettings, extract_features\n"
+        f"with open({str(tmp_path / 'runs.txt')!r}, 'a') as runs:\n"
+        "    runs.write('run\\n')\n"
+        f"spec = BackboneSpec(**{RESNET.to_dict()!r})\n"
+        f"images = ImageStore({str(images.path)!r})\n"
+        f"path = {str(tmp_path / 'features.zarr')!r}\n"
+        "settings = ExtractSettings(batch_size=4, workers=1)\n"
+        "extract_features(build_backbone(spec), spec, images, path, settings, {})\n"
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=300)
+    assert (tmp_path / "runs.txt").read_text() == "run\n"
+    assert len(FeatureStore(tmp_path / "features.zarr")) == len(images)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_the_writer_names_the_image_with_nan_or_inf_in_either_dtype(tmp_path, dtype):
+    values = np.ones((6, 2, 3, 3), dtype=dtype)
+    values[4, 1, 2, 0] = np.inf
+    values[5, 0, 0, 0] = np.nan
+    writer = FeatureStoreWriter(tmp_path / "f.zarr", 6, {"layer": (2, 3, 3)}, 1)
+    with pytest.raises(ValueError, match="layer: NaN or Inf features at image 4"), writer:
+        writer.append({"layer": values, "logits": np.zeros((6, 1), np.float32)})
+    assert not (tmp_path / "f.zarr").exists()
+
+
+def test_float32_features_are_stored_as_numpy_rounds_them_to_float16(tmp_path):
+    values = np.random.default_rng(0).standard_normal((5, 3, 4, 4)).astype(np.float32) * 300
+    with FeatureStoreWriter(tmp_path / "f.zarr", 5, {"layer": (3, 4, 4)}, 1) as writer:
+        writer.append({"layer": values, "logits": np.zeros((5, 1), np.float32)})
+    stored = FeatureStore(tmp_path / "f.zarr").read("layer", dtype=np.float16)
+    np.testing.assert_array_equal(stored, values.astype(np.float16))

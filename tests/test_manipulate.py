@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from featlab.data.images import ImageSet, ImageStore, write_image_store
 from featlab.data.shapes import ShapesSettings, render, sample_scenes
 from featlab.geometry import apply_spatial
-from featlab.manipulate import MaskSettings, change_mask, manipulate, square_slice
+from featlab.manipulate import (
+    MaskSettings,
+    change_mask,
+    manipulate,
+    manipulate_store,
+    square_slice,
+)
 
 NOISE = {"kind": "gaussian_noise", "sigma": 40, "seed": 0}
 
@@ -206,3 +213,32 @@ def test_bad_images_raise():
         manipulate(_images(), _labels(3), NOISE)
     with pytest.raises(ValueError, match="square"):
         manipulate(_images()[:, :, :8], _labels(), {"kind": "rotate", "angle": 90})
+
+
+@pytest.mark.parametrize("spec", [NOISE, {"kind": "counterfactual", "change": "class", "seed": 0}])
+def test_a_store_manipulated_in_blocks_equals_one_call(tmp_path, spec):
+    scenes, images, labels = _scenes_and_images(n=13, size=32)
+    splits = np.array(["train"] * 9 + ["test"] * 4)
+    ids = np.array([f"image{i}" for i in range(13)])
+    write_image_store(tmp_path / "original.zarr", ImageSet(images, labels, splits, ids))
+    original = ImageStore(tmp_path / "original.zarr")
+    # Blocks of 5 images (the chunk holds all 13): three blocks, the last one short.
+    manipulate_store(original, tmp_path / "m.zarr", spec, scenes=scenes, block_images=5)
+    whole = manipulate(images, labels, spec, scenes=scenes)
+    stored = ImageStore(tmp_path / "m.zarr").read()
+    np.testing.assert_array_equal(stored.images, whole.images)
+    np.testing.assert_array_equal(stored.labels, whole.labels)
+    np.testing.assert_array_equal(stored.masks, whole.masks)
+    np.testing.assert_array_equal(stored.splits, splits)
+    np.testing.assert_array_equal(stored.image_ids, ids)
+
+
+def test_a_failed_manipulation_leaves_no_store(tmp_path):
+    _, images, labels = _scenes_and_images(n=4, size=32)
+    splits, ids = np.array(["train"] * 4), np.array(list("abcd"))
+    write_image_store(tmp_path / "original.zarr", ImageSet(images, labels, splits, ids))
+    spec = {"kind": "counterfactual", "change": "class", "seed": 0}
+    with pytest.raises(ValueError, match="scenes"):
+        manipulate_store(ImageStore(tmp_path / "original.zarr"), tmp_path / "m.zarr", spec)
+    assert not (tmp_path / "m.zarr").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["original.zarr"]

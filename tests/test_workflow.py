@@ -6,12 +6,16 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tiny_study import REPO, SNAKEMAKE, TINY, planned_jobs
+from PIL import Image
+from tiny_study import REPO, SNAKEMAKE, TINY, copy_workflow, planned_jobs, snakemake
 
 import featlab
+from featlab.data.images import ImageStore
+from featlab.store import FeatureStore
 
 pytestmark = pytest.mark.slow
 
@@ -240,3 +244,48 @@ def test_a_real_data_source_stops_when_its_count_disagrees(tmp_path):
     )
     assert result.returncode != 0
     assert "holds 2 images but data.n_images says 1331167" in result.stdout + result.stderr
+
+
+def test_an_image_folder_study_extracts_its_shards_into_one_store(tmp_path):
+    """A real data source through the rules: an image folder with an odd and an unreadable file
+    (on_error: skip), a manipulation, and sharded extraction read back as one store."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 5), ("test", 3)):
+        for label in ("cat", "dog"):
+            folder = tmp_path / "photos" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    Image.new("LA", (30, 20)).save(tmp_path / "photos" / "test" / "cat" / "gray.png")
+    (tmp_path / "photos" / "train" / "dog" / "broken.jpg").write_bytes(b"not an image")
+    config = {
+        "study": "photos",
+        "data": {
+            "source": "folder",
+            "folder": {"root": "photos"},
+            "image_size": 32,
+            "on_error": "skip",
+        },
+        "manipulations": {"flip_h": {"kind": "flip", "axis": "horizontal"}},
+        "backbones": {
+            "cnn": {
+                "model": "resnet18",
+                "model_args": {"channels": [4, 4, 8, 8], "stem_width": 4},
+                "layers": ["layer2"],
+            }
+        },
+        "extraction": {"batch_size": 4, "images_per_shard": 7},
+    }
+    copy_workflow(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    target = "results/photos/features/cnn/flip_h.zarr"
+    snakemake(tmp_path, target)
+    images = ImageStore(tmp_path / "results/photos/images/original.zarr")
+    assert len(images) == 17  # 16 photos and the grayscale one; the broken file is skipped
+    skipped = images.attrs["skipped"]
+    assert len(skipped) == 1
+    assert skipped[0]["path"].endswith("broken.jpg")
+    store = FeatureStore(tmp_path / target)
+    assert store.attrs["shard_images"] == [7, 7, 3]  # 18 listed images planned 3 shards
+    assert store.read("layer2").shape == (17, 4, 4, 4)

@@ -18,7 +18,8 @@ WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run snakemake on the workflow copied into `workdir`, with the config in `workdir`."""
-    command = [str(SNAKEMAKE), "--cores", "2", "--configfile", "config.yaml", *args]
+    # --configfile takes a list: anything after it (a target) would be read as another config file.
+    command = [str(SNAKEMAKE), *args, "--cores", "2", "--configfile", "config.yaml"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -45,14 +46,19 @@ def planned_jobs(workdir: Path) -> list[dict]:
     return jobs
 
 
-def run_tiny_study(workdir: Path) -> dict:
-    """Copy the workflow into `workdir`, plan the tiny study, and run it to the end."""
+def copy_workflow(workdir: Path) -> None:
+    """Copy what a workflow run needs from the checkout into `workdir`."""
     for name in WORKFLOW_FILES:
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, workdir / name)
+
+
+def run_tiny_study(workdir: Path) -> dict:
+    """Copy the workflow into `workdir`, plan the tiny study, and run it to the end."""
+    copy_workflow(workdir)
     shutil.copy2(TINY, workdir / "config.yaml")
     plan = planned_jobs(workdir)
     snakemake(workdir)

@@ -15,7 +15,7 @@ summary = prepare_images(
     size,
     crop_pct,
     on_error=data["on_error"],
-    workers=snakemake.threads - 1 if snakemake.threads > 1 else 0,
+    workers=snakemake.threads - 1,  # one thread writes the store
     attrs={"source": data["source"], "classes": classes, data["source"]: data[data["source"]]},
 )
 print(f"wrote {summary['n_images']} images, skipped {summary['n_skipped']}", file=sys.stderr)

@@ -28,6 +28,7 @@ from featlab.data.images import ImageStore
 from featlab.devices import resolve_device
 from featlab.store import FeatureStore, FeatureStoreWriter
 from featlab.tables import metric_row
+from featlab.workers import START_METHOD, main_script_hidden
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -46,6 +47,7 @@ class ExtractSettings:
     compile: bool = False  # torch.compile the model (pays off on long CUDA runs)
     workers: int = 0  # DataLoader processes reading and preprocessing images; 0 reads in-process
     zarr_shard_chunks: int | None = None  # chunks per Zarr shard along N; None: no sharding codec
+    compression: str = "zstd"  # codec of the feature chunks: zstd | none
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -79,13 +81,13 @@ def _single_thread(_worker: int) -> None:
 
 
 def batch_loader(dataset: ImageBatches, workers: int, pin_memory: bool):
-    """Batches in order; `workers` processes started by forkserver, which cannot inherit the
-    event-loop thread that zarr 3 runs (a fork of it could deadlock)."""
+    """Batches in order, read by `workers` spawned processes (see featlab.workers); iterate it
+    inside `featlab.workers.main_script_hidden`."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=None,  # each item is already a batch
         num_workers=workers,
-        multiprocessing_context="forkserver" if workers else None,
+        multiprocessing_context=START_METHOD if workers else None,
         worker_init_fn=_single_thread if workers else None,
         prefetch_factor=2 if workers else None,
         pin_memory=pin_memory,
@@ -224,21 +226,39 @@ def extract_features(
         {name: shape for name, shape in shapes.items() if "/" in name},
         attrs,
         settings.zarr_shard_chunks,
+        settings.compression,
     )
     progress = tqdm(total=stop - start, desc=f"extract {spec.model}", unit="img")
-    with writer, progress, concurrent.futures.ThreadPoolExecutor(1) as thread:
-        pending = collections.deque()
-        for x in loader:
+    with writer, progress, _writing(writer, background=device.type == "cuda") as write:
+        with main_script_hidden():
+            batches = iter(loader)  # starts the workers
+        for x in batches:
             x = x.to(device, non_blocking=True)
             if settings.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, settings.precision):
                 outputs = forward_layers(runner, spec.layers, x)
-            arrays = as_arrays(model, outputs, x.shape[-2:])
-            pending.append(thread.submit(writer.append, arrays))
+            write(as_arrays(model, outputs, x.shape[-2:]))
             progress.update(len(x))
-            while len(pending) > 2:  # at most two batches wait to be written
-                pending.popleft().result()
+
+
+@contextlib.contextmanager
+def _writing(writer: FeatureStoreWriter, background: bool):
+    """A function that writes a batch: in a thread behind the forward pass while a GPU computes,
+    inline on the CPU, whose cores the forward pass already uses (a writer thread beside it
+    would only preempt its threads, measured slower in bench/bench_extract_pipeline.py)."""
+    if not background:
+        yield writer.append
+        return
+    pending = collections.deque()
+
+    def write(batch: dict[str, np.ndarray]) -> None:
+        pending.append(thread.submit(writer.append, batch))
+        while len(pending) > 2:  # at most two batches wait to be written
+            pending.popleft().result()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        yield write
         for job in pending:
             job.result()  # a failed write raises here, and the writer removes the store
 

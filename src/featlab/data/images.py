@@ -52,22 +52,89 @@ class ImageSet:
             )
 
 
+class ImageStoreWriter:
+    """Write an image store block by block in image order, for sets larger than memory.
+
+    Use as a context manager: the store appears at `path` only when every image was written.
+    Blocks of `rows` images (a chunk) or a multiple of it write whole chunks.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        splits: np.ndarray,
+        image_ids: np.ndarray,
+        image_size: tuple[int, int],
+        masks: bool = False,
+        attrs: dict | None = None,
+    ):
+        self.path = Path(path)
+        self.splits, self.image_ids = np.asarray(splits), np.asarray(image_ids)
+        self.n = len(self.splits)
+        self.height, self.width = image_size
+        self.with_masks, self.attrs = masks, attrs or {}
+        self.rows = chunk_length(self.height * self.width * 3, self.n)
+        self._labels: list[np.ndarray] = []
+        self._written = 0
+
+    def __enter__(self) -> "ImageStoreWriter":
+        self._atomic = atomic_path(self.path)
+        self.group = zarr.open_group(self._atomic.__enter__(), mode="w")
+        self.group.attrs.update(self.attrs)
+        shape = (self.n, self.height, self.width)
+        self.images = self.group.create_array(
+            "images", shape=(*shape, 3), chunks=(self.rows, self.height, self.width, 3), dtype="u1"
+        )
+        if self.with_masks:
+            self.masks = self.group.create_array(
+                "mask", shape=shape, chunks=(self.rows, self.height, self.width), dtype=bool
+            )
+        return self
+
+    def append(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None):
+        """Add the next images (B, H, W, 3) uint8, their labels (B,) and change masks (B, H, W)."""
+        block = ImageSet(
+            images,
+            np.asarray(labels),
+            self.splits[self._written : self._written + len(images)],
+            self.image_ids[self._written : self._written + len(images)],
+            masks,
+        )
+        if block.images.shape[1:3] != (self.height, self.width):
+            raise ValueError(f"images of {block.images.shape[1:3]} in a store of {self.height}")
+        if (masks is None) == self.with_masks:
+            raise ValueError(f"{self.path}: every block needs masks, or none does")
+        end = self._written + len(images)
+        self.images[self._written : end] = block.images
+        if self.with_masks:
+            self.masks[self._written : end] = block.masks
+        self._labels.append(block.labels.astype(np.int64))
+        self._written = end
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        if kind is None:
+            if self._written != self.n:
+                error = ValueError(f"{self.path}: wrote {self._written} of {self.n} images")
+                self._atomic.__exit__(ValueError, error, None)  # removes the temporary store
+                raise error
+            self.group.create_array("label", data=np.concatenate(self._labels))
+            for name, values in (("split", self.splits), ("image_id", self.image_ids)):
+                # Variable-length UTF-8: the string type with a Zarr v3 specification.
+                array = self.group.create_array(name, shape=(self.n,), dtype=str)
+                array[:] = np.asarray(values, dtype=str)
+        return self._atomic.__exit__(kind, value, traceback)
+
+
 def write_image_store(
     path: str | os.PathLike, image_set: ImageSet, attrs: dict | None = None
 ) -> None:
     """Write an image set to a Zarr store atomically (nothing at `path` until it is complete)."""
-    n, height, width, _ = image_set.images.shape
-    with atomic_path(path) as temporary:
-        group = zarr.open_group(temporary, mode="w")
-        group.attrs.update(attrs or {})
-        rows = chunk_length(height * width * 3, n)
-        group.create_array("images", data=image_set.images, chunks=(rows, height, width, 3))
-        group.create_array("label", data=image_set.labels.astype(np.int64))
-        for name, values in (("split", image_set.splits), ("image_id", image_set.image_ids)):
-            # Variable-length UTF-8: the string type with a Zarr v3 specification.
-            group.create_array(name, shape=(n,), dtype=str)[:] = np.asarray(values, dtype=str)
-        if image_set.masks is not None:
-            group.create_array("mask", data=image_set.masks, chunks=(rows, height, width))
+    _, height, width, _ = image_set.images.shape
+    masks = image_set.masks is not None
+    with ImageStoreWriter(
+        path, image_set.splits, image_set.image_ids, (height, width), masks, attrs
+    ) as writer:
+        writer.append(image_set.images, image_set.labels, image_set.masks)
 
 
 class ImageStore:

@@ -25,7 +25,6 @@ import dataclasses
 import math
 import multiprocessing
 import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -39,6 +38,7 @@ from tqdm import tqdm
 from featlab.data.images import SPLITS, chunk_length
 from featlab.data.shapes import ShapesSettings
 from featlab.io import atomic_path
+from featlab.workers import START_METHOD, main_script_hidden
 
 SOURCES = ("shapes", "folder", "filelist")
 ON_ERROR = ("stop", "skip")
@@ -391,23 +391,6 @@ def _decode(path: str, size: int, crop_pct: float) -> tuple[np.ndarray | None, s
         return None, error.reason
 
 
-@contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """Keep spawned workers from running the calling script again.
-
-    A spawned process imports the parent's main script before its task, which reruns every line
-    not guarded by `if __name__ == "__main__"`: Snakemake's scripts are not guarded. Workers only
-    need this module, so the script's path is hidden from multiprocessing while they start.
-    """
-    main = sys.modules["__main__"]
-    script = main.__dict__.pop("__file__", None)
-    try:
-        yield
-    finally:
-        if script is not None:
-            main.__file__ = script
-
-
 def _decoded(
     paths: Sequence[str], size: int, crop_pct: float, workers: int
 ) -> Iterator[tuple[np.ndarray | None, str | None]]:
@@ -416,9 +399,8 @@ def _decoded(
         for path in paths:
             yield _decode(path, size, crop_pct)
         return
-    # Spawn, not fork: a forked child would inherit zarr's event-loop thread in a broken state.
-    context = multiprocessing.get_context("spawn")
-    with _main_script_hidden(), ProcessPoolExecutor(workers, mp_context=context) as pool:
+    context = multiprocessing.get_context(START_METHOD)  # see featlab.workers
+    with main_script_hidden(), ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending = collections.deque()
         try:
             for path in paths:

@@ -6,7 +6,7 @@ masks of the pixels that changed.
 """
 
 from featlab.manipulate.change import MaskSettings, change_mask
-from featlab.manipulate.core import Manipulated, manipulate
+from featlab.manipulate.core import Manipulated, manipulate, manipulate_store
 from featlab.manipulate.masking import SQUARES, square_slice
 from featlab.manipulate.spec import GEOMETRIC_KINDS, MANIPULATION_KINDS, check_spec
 
@@ -19,5 +19,6 @@ __all__ = [
     "change_mask",
     "check_spec",
     "manipulate",
+    "manipulate_store",
     "square_slice",
 ]

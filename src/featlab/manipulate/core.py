@@ -1,11 +1,13 @@
 """`manipulate`: apply one manipulation spec to a batch of images and record what changed."""
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from featlab.data.images import ImageStore, ImageStoreWriter
 from featlab.data.shapes import Scene
 from featlab.geometry import spatial_op_of
 from featlab.manipulate import geometric, masking, photometric, semantic
@@ -50,6 +52,49 @@ def manipulate(
     # 3. Where the images changed.
     masks = change_mask(images, new_images, mask_settings)
     return Manipulated(images=new_images, labels=new_labels.astype(np.int64), masks=masks)
+
+
+def manipulate_store(
+    original: ImageStore,
+    path: str | os.PathLike,
+    spec: Mapping[str, Any],
+    *,
+    scenes: list[Scene] | None = None,
+    mask_settings: MaskSettings = MaskSettings(),  # noqa: B008 (frozen: safe to share)
+    block_images: int = 256,
+) -> None:
+    """Manipulate a whole image store into a new one at `path`, in the same image order.
+
+    The images stream through in blocks of about `block_images` (whole chunks where a chunk is
+    smaller), so a set larger than memory works; random manipulations seed each image by its
+    index, so the result equals one call on the whole set. The store appears at `path` only when
+    complete.
+    """
+    spec = check_spec(spec)
+    if scenes is not None and len(scenes) != len(original):
+        raise ValueError(f"got {len(scenes)} scenes for the {len(original)} images")
+    writer = ImageStoreWriter(
+        path,
+        original.splits,
+        original.image_ids,
+        original.image_size,
+        masks=True,
+        attrs={"manipulation": spec},
+    )
+    with writer:
+        rows = writer.rows  # whole chunks per block, where a chunk is smaller than a block
+        block = block_images if block_images < rows else block_images // rows * rows
+        for start in range(0, len(original), block):
+            stop = min(start + block, len(original))
+            result = manipulate(
+                original.images[start:stop],
+                original.labels[start:stop],
+                spec,
+                scenes=None if scenes is None else scenes[start:stop],
+                first_index=start,
+                mask_settings=mask_settings,
+            )
+            writer.append(result.images, result.labels, result.masks)
 
 
 def _apply(
