@@ -17,6 +17,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.data.sources import count_images
 from featlab.geometry import spatial_op_of
+from featlab.manipulate.spec import check_spec
 
 # Snakemake compares params in order, so sort every mapping of the validated config: reordering
 # keys in a YAML file must rerun nothing.
@@ -27,16 +28,32 @@ config.update(_sorted)
 RESULTS = f"results/{config['study']}"
 ENV = "../envs/featlab.yaml"
 MANIPULATIONS = list(config["manipulations"])
+# Manipulations by generative editors, edited in shards; the others in one job each.
+EDITED = [name for name, spec in config["manipulations"].items() if spec["kind"] == "semantic"]
+COMPUTED = [name for name in MANIPULATIONS if name not in EDITED]
+# The code of each: editing an editor reruns no computed manipulation, and editing a computed
+# manipulation no generative edit.
+_SHARED = [f"manipulate/{name}" for name in ("__init__", "spec", "change")]
+COMPUTED_CODE = [
+    *_SHARED,
+    *(f"manipulate/{name}" for name in ("core", "geometric", "photometric", "masking", "semantic")),
+]
+EDIT_CODE = [*_SHARED, "manipulate/editors", "manipulate/generative"]
 BACKBONES = list(config["backbones"])
 TRAINED_MAPPINGS = ("additive", "linear", "local_linear", "mlp", "cnn", "transformer")
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (nothing when there are none)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
 
 
 wildcard_constraints:
     backbone="[^/]+",
     layer="[^/]+",
     mapping="[^/]+",
-    manipulation="|".join(map(re.escape, MANIPULATIONS)),
-    imageset="|".join(map(re.escape, ["original", *MANIPULATIONS])),
+    manipulation=one_of(MANIPULATIONS),
+    imageset=one_of(["original", *MANIPULATIONS]),
     shard=r"\d+",
 
 
@@ -86,8 +103,19 @@ def planned_images():
     return counted if counted is not None else expected
 
 
+def shards(images_per_shard):
+    """The shard names of the planned images: 00000, 00001, ..."""
+    return [f"{k:05d}" for k in range(math.ceil(N_IMAGES / images_per_shard))]
+
+
 N_IMAGES = planned_images()
-SHARDS = [f"{k:05d}" for k in range(math.ceil(N_IMAGES / config["extraction"]["images_per_shard"]))]
+SHARDS = shards(config["extraction"]["images_per_shard"])
+EDIT_SHARDS = shards(config["editing"]["images_per_shard"])
+
+
+def edit_shard_store(manipulation, shard):
+    """One edit job's image store; the manipulation's image store gathers them."""
+    return f"{RESULTS}/images/{manipulation}.shards/{shard}.zarr"
 
 
 def data_files(wildcards):
@@ -112,19 +140,22 @@ def shapes_scenes(wildcards):
     return f"{RESULTS}/images/original.scenes.json"
 
 
-def check_data_config():
-    """Counterfactual manipulations re-render shapes-world scenes: real photos have none."""
-    if config["data"]["source"] == "shapes":
-        return
+def check_manipulations():
+    """What the schema cannot say of a manipulation (featlab.manipulate.check_spec), and that
+    counterfactuals re-render shapes-world scenes, which real photos do not have."""
     for name, spec in config["manipulations"].items():
-        if spec["kind"] == "counterfactual":
+        try:
+            check_spec(spec)
+        except ValueError as error:
+            raise ValueError(f"manipulations.{name}: {error}") from None
+        if spec["kind"] == "counterfactual" and config["data"]["source"] != "shapes":
             raise ValueError(
                 f"manipulations.{name}: counterfactual renders need data.source shapes; real "
-                "photos are edited by generative editors instead"
+                "photos are edited by generative editors instead (kind: semantic)"
             )
 
 
-check_data_config()
+check_manipulations()
 
 
 def backbone_config(wildcards):
@@ -150,6 +181,11 @@ def trained_weights(wildcards):
 
 def manipulation_spec(wildcards):
     return config["manipulations"][wildcards.manipulation]
+
+
+def editing_settings():
+    """How the editors run (not how the study is sharded for them)."""
+    return {k: v for k, v in config["editing"].items() if k != "images_per_shard"}
 
 
 def mapping_settings(wildcards):

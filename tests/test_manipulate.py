@@ -10,12 +10,14 @@ from featlab.geometry import apply_spatial
 from featlab.manipulate import (
     MaskSettings,
     change_mask,
+    check_spec,
     manipulate,
     manipulate_store,
     square_slice,
 )
 
 NOISE = {"kind": "gaussian_noise", "sigma": 40, "seed": 0}
+EDIT = {"kind": "semantic", "editor": "instruct_pix2pix", "model": "editors/p2p", "prompt": "blue"}
 
 
 def _images(n: int = 4, size: int = 16) -> np.ndarray:
@@ -199,11 +201,34 @@ def test_change_mask_does_not_blur_across_images():
         ({"kind": "hue_shift", "shift": 60, "shfit": 1}, "shfit"),
         ({"kind": "mask_square", "colour": "purple"}, "purple"),
         ({"kind": "counterfactual", "change": "rotation", "seed": 0}, "change"),
+        ({**EDIT, "editor": "dall-e"}, "editor"),
+        ({**EDIT, "prompt": " "}, "prompt"),
+        ({**EDIT, "steps": 0}, "steps"),
+        ({**EDIT, "filter": {"min_changed": 0.5, "max_changed": 0.1}}, "filter"),
+        ({**EDIT, "filter": {"min_changed": 0.1}}, "filter"),
+        ({**EDIT, "region": [0.2, 0.2, 0.8, 0.8]}, "region"),
+        ({**EDIT, "editor": "inpaint"}, "region"),
+        ({**EDIT, "editor": "inpaint", "region": [0.8, 0.2, 0.2, 0.8]}, "region"),
+        (EDIT, "generative editor"),
     ],
 )
 def test_bad_specs_raise_naming_the_problem(spec, message):
     with pytest.raises(ValueError, match=message):
         manipulate(_images(), _labels(), spec)
+
+
+def test_a_semantic_spec_gets_the_papers_settings_by_default():
+    spec = check_spec({**EDIT, "editor": "qwen_image_edit"})
+    assert spec["steps"] == 10
+    assert spec["guidance"] == 4.5
+    assert spec["distilled_guidance"] == 1.0
+    assert spec["negative_prompt"] == " "
+    assert spec["seed"] == 42
+    assert spec["region"] is None
+    assert spec["filter"] is None
+    # A given value wins over the default, and the other kinds keep their keys as given.
+    assert check_spec({**EDIT, "steps": 3})["steps"] == 3
+    assert check_spec(NOISE) == NOISE
 
 
 def test_bad_images_raise():

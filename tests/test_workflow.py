@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from tiny_editors import save_tiny_editor
 from tiny_study import REPO, SNAKEMAKE, TINY, copy_workflow, planned_jobs, snakemake
 
 import featlab
@@ -187,6 +189,10 @@ def test_editing_featinv_reruns_the_inversions_but_no_features_or_mappings(study
         module.write_text(source)
 
 
+# An inpainting edit without the region it repaints.
+INPAINT = {"kind": "semantic", "editor": "inpaint", "model": "editors/sd", "prompt": "a cat"}
+
+
 @pytest.mark.parametrize(
     ("edit", "key"),
     [
@@ -198,10 +204,12 @@ def test_editing_featinv_reruns_the_inversions_but_no_features_or_mappings(study
         (lambda c: c["featinv"].update(layers={"cnn": ["layer9"]}), "featinv.layers"),
         (lambda c: c["featinv"]["sample"].update(scheduler="euler"), "scheduler"),
         (lambda c: c["featinv"]["invert"].update(manipulations=["melt"]), "featinv.invert"),
+        (lambda c: c["manipulations"].update(paint=INPAINT), "manipulations.paint: semantic"),
+        (lambda c: c["editing"].update(offload="cpu"), "offload"),
     ],
 )
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, edit, key):
-    config = yaml.safe_load(TINY.read_text())
+    config = yaml.safe_load(TINY.read_text()) | {"editing": {}}
     edit(config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--cores", "1"]
@@ -230,6 +238,12 @@ def test_presets_validate_and_plan_without_their_data(tmp_path, preset, shards):
     assert int(jobs["gather_features"]) == imagesets * len(config["backbones"])
     assert {"prepare_images", "train_mapping", "train_featinv", "invert_featinv"} <= set(jobs)
     assert "render_shapes" not in jobs
+    edited = [name for name, spec in config["manipulations"].items() if spec["kind"] == "semantic"]
+    per_shard = config.get("editing", {}).get("images_per_shard", 200)
+    edit_shards = math.ceil(config["data"]["n_images"] / per_shard)
+    assert int(jobs.get("edit_images", 0)) == edit_shards * len(edited)
+    assert int(jobs.get("gather_edits", 0)) == len(edited)
+    assert int(jobs["manipulate"]) == len(config["manipulations"]) - len(edited)
 
 
 def test_a_real_data_source_stops_when_its_count_disagrees(tmp_path):
@@ -246,19 +260,31 @@ def test_a_real_data_source_stops_when_its_count_disagrees(tmp_path):
     assert "holds 2 images but data.n_images says 1331167" in result.stdout + result.stderr
 
 
-def test_an_image_folder_study_extracts_its_shards_into_one_store(tmp_path):
-    """A real data source through the rules: an image folder with an odd and an unreadable file
-    (on_error: skip), a manipulation, and sharded extraction read back as one store."""
+def write_photos(root):
+    """An image folder of 16 random photos in train and test, one grayscale and one broken file."""
     rng = np.random.default_rng(0)
     for split, count in (("train", 5), ("test", 3)):
         for label in ("cat", "dog"):
-            folder = tmp_path / "photos" / split / label
+            folder = root / split / label
             folder.mkdir(parents=True)
             for i in range(count):
                 pixels = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i}.png")
-    Image.new("LA", (30, 20)).save(tmp_path / "photos" / "test" / "cat" / "gray.png")
-    (tmp_path / "photos" / "train" / "dog" / "broken.jpg").write_bytes(b"not an image")
+    Image.new("LA", (30, 20)).save(root / "test" / "cat" / "gray.png")
+    (root / "train" / "dog" / "broken.jpg").write_bytes(b"not an image")
+
+
+TINY_CNN = {
+    "model": "resnet18",
+    "model_args": {"channels": [4, 4, 8, 8], "stem_width": 4},
+    "layers": ["layer2"],
+}
+
+
+def test_an_image_folder_study_extracts_its_shards_into_one_store(tmp_path):
+    """A real data source through the rules: an image folder with an odd and an unreadable file
+    (on_error: skip), a manipulation, and sharded extraction read back as one store."""
+    write_photos(tmp_path / "photos")
     config = {
         "study": "photos",
         "data": {
@@ -268,13 +294,7 @@ def test_an_image_folder_study_extracts_its_shards_into_one_store(tmp_path):
             "on_error": "skip",
         },
         "manipulations": {"flip_h": {"kind": "flip", "axis": "horizontal"}},
-        "backbones": {
-            "cnn": {
-                "model": "resnet18",
-                "model_args": {"channels": [4, 4, 8, 8], "stem_width": 4},
-                "layers": ["layer2"],
-            }
-        },
+        "backbones": {"cnn": TINY_CNN},
         "extraction": {"batch_size": 4, "images_per_shard": 7},
     }
     copy_workflow(tmp_path)
@@ -289,3 +309,39 @@ def test_an_image_folder_study_extracts_its_shards_into_one_store(tmp_path):
     store = FeatureStore(tmp_path / target)
     assert store.attrs["shard_images"] == [7, 7, 3]  # 18 listed images planned 3 shards
     assert store.read("layer2").shape == (17, 4, 4, 4)
+
+
+def test_a_generative_edit_study_runs_end_to_end(tmp_path):
+    """A semantic manipulation by a tiny InstructPix2Pix editor saved beside the study: edited in
+    two shards, gathered, and carried through extraction, fits, FeatInv and the table."""
+    write_photos(tmp_path / "photos")
+    save_tiny_editor("instruct_pix2pix", tmp_path / "editors" / "pix2pix")
+    edit = {"kind": "semantic", "editor": "instruct_pix2pix", "model": "editors/pix2pix"}
+    config = {
+        "study": "edits",
+        "data": {"source": "folder", "folder": {"root": "photos"}, "image_size": 32},
+        "manipulations": {"blue": {**edit, "prompt": "make it blue", "steps": 2}},
+        "editing": {"images_per_shard": 9, "batch_size": 4, "device": "cpu"},
+        "backbones": {"cnn": TINY_CNN},
+        "extraction": {"batch_size": 8},
+        "mappings": {"identity": {}, "ridge": {"gamma": 1.0}},
+        "featinv": yaml.safe_load(TINY.read_text())["featinv"] | {"layers": {"cnn": ["layer2"]}},
+    }
+    config["featinv"]["invert"] |= {"manipulations": ["blue"], "mappings": ["identity", "ridge"]}
+    config["data"]["on_error"] = "skip"
+    copy_workflow(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = planned_jobs(tmp_path)
+    edits = [job for job in plan if job["rule"] == "edit_images"]
+    assert len(edits) == 2  # 18 listed images, 9 per edit job
+    snakemake(tmp_path)
+    results = tmp_path / "results" / "edits"
+    images = ImageStore(results / "images" / "blue.zarr")
+    original = ImageStore(results / "images" / "original.zarr")
+    assert len(images) == len(original) == 17  # the broken file is skipped
+    assert images.attrs["manipulation"]["prompt"] == "make it blue"
+    assert not np.array_equal(images.images[:], original.images[:])
+    table = pd.read_csv(results / "tables" / "metrics.csv")
+    fits = table[(table.manipulation == "blue") & (table.mapping == "ridge")]
+    assert set(fits.split) >= {"train", "test"}
+    assert (table.stage == "inversion").any()

@@ -3,7 +3,7 @@
 import sys
 
 from featlab.backbones import BackboneSpec, build_backbone, hub_weights_file, sha256_of
-from featlab.data.images import ImageStore
+from featlab.data.images import ImageStore, shard_range
 from featlab.extract import ExtractSettings, extract_features
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
@@ -17,8 +17,7 @@ images = ImageStore(snakemake.input.images)
 settings = ExtractSettings(**snakemake.params.extraction)
 provenance = {"weights_sha256": sha256_of(weights) if weights else None}
 
-# Shard k holds the images [k * S, (k + 1) * S); with skipped unreadable images it may be short.
-per_shard = snakemake.params.images_per_shard
-start = min(int(snakemake.wildcards.shard) * per_shard, len(images))
-image_range = (start, min(start + per_shard, len(images)))
+image_range = shard_range(
+    int(snakemake.wildcards.shard), snakemake.params.images_per_shard, len(images)
+)
 extract_features(model, spec, images, snakemake.output.store, settings, provenance, image_range)

@@ -24,6 +24,14 @@ def chunk_length(bytes_per_item: int, n_items: int) -> int:
     return max(1, min(n_items, math.ceil(MIN_CHUNK_BYTES / max(1, bytes_per_item))))
 
 
+def shard_range(shard: int, images_per_shard: int, n_images: int) -> tuple[int, int]:
+    """The images [start, stop) of shard k: [k * S, (k + 1) * S), cut to the set's length (a set
+    with skipped unreadable files may be shorter than planned, leaving a last shard short or
+    empty)."""
+    start = min(shard * images_per_shard, n_images)
+    return start, min(start + images_per_shard, n_images)
+
+
 @dataclasses.dataclass
 class ImageSet:
     """An image set held in memory."""
@@ -75,6 +83,7 @@ class ImageStoreWriter:
         self.with_masks, self.attrs = masks, attrs or {}
         self.rows = chunk_length(self.height * self.width * 3, self.n)
         self._labels: list[np.ndarray] = []
+        self._kept: list[np.ndarray] = []
         self._written = 0
 
     def __enter__(self) -> "ImageStoreWriter":
@@ -91,8 +100,18 @@ class ImageStoreWriter:
             )
         return self
 
-    def append(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None):
-        """Add the next images (B, H, W, 3) uint8, their labels (B,) and change masks (B, H, W)."""
+    def append(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        masks: np.ndarray | None = None,
+        kept: np.ndarray | None = None,
+    ):
+        """Add the next images (B, H, W, 3) uint8, their labels (B,) and change masks (B, H, W).
+
+        `kept` (B,) bool marks the images that downstream stages use (all by default): a failed
+        generative edit stays in the store, in its place, but leaves every split.
+        """
         block = ImageSet(
             images,
             np.asarray(labels),
@@ -102,6 +121,8 @@ class ImageStoreWriter:
         )
         if block.images.shape[1:3] != (self.height, self.width):
             raise ValueError(f"images of {block.images.shape[1:3]} in a store of {self.height}")
+        if kept is not None and np.shape(kept) != (len(images),):
+            raise ValueError(f"kept must have shape ({len(images)},), got {np.shape(kept)}")
         if (masks is None) == self.with_masks:
             raise ValueError(f"{self.path}: every block needs masks, or none does")
         end = self._written + len(images)
@@ -109,6 +130,7 @@ class ImageStoreWriter:
         if self.with_masks:
             self.masks[self._written : end] = block.masks
         self._labels.append(block.labels.astype(np.int64))
+        self._kept.append(np.ones(len(images), bool) if kept is None else np.asarray(kept, bool))
         self._written = end
 
     def __exit__(self, kind, value, traceback) -> bool:
@@ -117,7 +139,11 @@ class ImageStoreWriter:
                 error = ValueError(f"{self.path}: wrote {self._written} of {self.n} images")
                 self._atomic.__exit__(ValueError, error, None)  # removes the temporary store
                 raise error
-            self.group.create_array("label", data=np.concatenate(self._labels))
+            labels = np.concatenate([np.zeros(0, np.int64), *self._labels])
+            self.group.create_array("label", data=labels)
+            kept = np.concatenate([np.ones(0, bool), *self._kept])
+            if not kept.all():
+                self.group.create_array("kept", data=kept)
             for name, values in (("split", self.splits), ("image_id", self.image_ids)):
                 # Variable-length UTF-8: the string type with a Zarr v3 specification.
                 array = self.group.create_array(name, shape=(self.n,), dtype=str)
@@ -153,6 +179,9 @@ class ImageStore:
         self.splits = np.array(self.group["split"][:].tolist(), dtype=str)
         self.image_ids = np.array(self.group["image_id"][:].tolist(), dtype=str)
         self.masks = self.group.get("mask")
+        # Images left out of every split (failed generative edits); absent when all are kept.
+        kept = self.group.get("kept")
+        self.kept = np.ones(len(self.labels), bool) if kept is None else kept[:]
         self.attrs = dict(self.group.attrs)
 
     def __len__(self) -> int:
@@ -163,10 +192,10 @@ class ImageStore:
         return tuple(self.images.shape[1:3])
 
     def indices(self, split: str) -> np.ndarray:
-        """Positions of the images of one split, in store order."""
+        """Positions of the kept images of one split, in store order."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
-        return np.flatnonzero(self.splits == split)
+        return np.flatnonzero((self.splits == split) & self.kept)
 
     def read(self) -> ImageSet:
         """Load the whole set into memory."""

@@ -290,7 +290,7 @@ def load_inputs(
     images = ImageStore(original_images), ImageStore(manipulated_images)
     if not (len(stores[0]) == len(stores[1]) == len(images[0]) == len(images[1])):
         raise ValueError(f"{original}, {manipulated} and their image stores differ in length")
-    indices = test_indices(images[0], n_images)
+    indices = test_indices(images[1], n_images)  # a failed generative edit leaves the splits
     inputs = InversionInputs(
         original_images=images[0].images.get_orthogonal_selection((indices,)),
         manipulated_images=images[1].images.get_orthogonal_selection((indices,)),

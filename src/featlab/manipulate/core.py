@@ -46,6 +46,10 @@ def manipulate(
     """
     # 1. Check inputs.
     spec = check_spec(spec)
+    if spec["kind"] == "semantic":
+        raise ValueError(
+            "semantic edits load a generative editor: use featlab.manipulate.generative.edit_shard"
+        )
     _check_batch(images, labels, first_index)
     # 2. Manipulate.
     new_images, new_labels = _apply(images, np.asarray(labels), spec, scenes, first_index)

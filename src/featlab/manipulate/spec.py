@@ -1,9 +1,10 @@
 """Manipulation specs: the config dicts that name a manipulation and its parameters.
 
-A spec is a `kind` plus that kind's parameters, all required, e.g. `{"kind": "rotate", "angle":
-90}` or `{"kind": "gaussian_noise", "sigma": 40, "seed": 0}`. `check_spec` rejects unknown kinds,
-missing or misspelt keys and bad values, so a typo in a config fails at once instead of silently
-running a different study.
+A spec is a `kind` plus that kind's parameters, e.g. `{"kind": "rotate", "angle": 90}` or
+`{"kind": "gaussian_noise", "sigma": 40, "seed": 0}`. Parameters are required, except the
+generative editor's settings, which default to the FeatMap paper's. `check_spec` rejects unknown
+kinds, missing or misspelt keys and bad values, so a typo in a config fails at once instead of
+silently running a different study.
 """
 
 import dataclasses
@@ -14,8 +15,12 @@ from typing import Any
 
 from featlab.data.shapes import CHANGEABLE
 from featlab.geometry import FLIP_OPS, ROTATION_OPS
+from featlab.manipulate.editors import EDITORS
 
 SQUARE_COLOURS = ("red", "green", "blue", "yellow")  # see featlab.manipulate.masking.SQUARES
+
+
+_REQUIRED = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +29,7 @@ class _Param:
 
     check: Callable[[Any], bool]
     allowed: str  # what the check accepts, for error messages
+    default: Any = _REQUIRED
 
 
 def _is_int(value: Any) -> bool:
@@ -37,6 +43,29 @@ def _is_non_negative(value: Any) -> bool:
 
 def _choice(values: tuple) -> _Param:
     return _Param(lambda value: value in values, f"one of {list(values)}")
+
+
+def _is_region(value: Any) -> bool:
+    """A box [top, left, bottom, right] in fractions of the image's height and width."""
+    if not (isinstance(value, list | tuple) and len(value) == 4):
+        return False
+    if not all(_is_non_negative(v) and v <= 1 for v in value):
+        return False
+    return value[0] < value[2] and value[1] < value[3]
+
+
+def _is_filter(value: Any) -> bool:
+    """None, or {min_changed, max_changed}: the range of changed-pixel fractions kept."""
+    if value is None:
+        return True
+    if not (isinstance(value, Mapping) and set(value) == {"min_changed", "max_changed"}):
+        return False
+    low, high = value["min_changed"], value["max_changed"]
+    return all(_is_non_negative(v) and v <= 1 for v in (low, high)) and low < high
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
 
 
 _INTEGER = _Param(_is_int, "an integer")
@@ -53,6 +82,32 @@ _PARAMETERS: dict[str, dict[str, _Param]] = {
     "gaussian_noise": {"sigma": _STD, "seed": _SEED},  # sigma on the 0-255 scale
     "mask_square": {"colour": _choice(SQUARE_COLOURS)},
     "counterfactual": {"change": _choice(CHANGEABLE), "seed": _SEED},
+    # A generative editor's edit of each photo (featlab.manipulate.editors); the defaults are the
+    # FeatMap paper's Qwen-Image-Edit settings.
+    "semantic": {
+        "editor": _choice(EDITORS),
+        "model": _Param(lambda value: _is_text(value) and value != "", "a hub id or a folder"),
+        "prompt": _Param(lambda value: _is_text(value) and value.strip() != "", "an instruction"),
+        "negative_prompt": _Param(_is_text, "a string", " "),
+        "steps": _Param(lambda value: _is_int(value) and value >= 1, "an integer >= 1", 10),
+        "guidance": _Param(_is_non_negative, "a non-negative number", 4.5),
+        "distilled_guidance": _Param(_is_non_negative, "a non-negative number", 1.0),
+        "image_guidance": _Param(_is_non_negative, "a non-negative number", 1.5),
+        "seed": _Param(_SEED.check, _SEED.allowed, 42),
+        "edit_size": _Param(
+            lambda value: value is None or (_is_int(value) and value >= 8),
+            "null (the image's size) or an integer >= 8",
+            None,
+        ),
+        "region": _Param(
+            lambda value: value is None or _is_region(value),
+            "null, or [top, left, bottom, right] in fractions of the image (inpaint)",
+            None,
+        ),
+        "filter": _Param(
+            _is_filter, "null, or {min_changed, max_changed} fractions with min < max", None
+        ),
+    },
 }
 MANIPULATION_KINDS = tuple(_PARAMETERS)
 GEOMETRIC_KINDS = ("rotate", "flip")  # exact spatial ops; see featlab.geometry.spatial_op_of
@@ -78,10 +133,16 @@ def check_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(spec) - {"kind", *parameters})
     if unknown:
         raise ValueError(f"{kind}: unknown key(s) {unknown}; its keys are {list(parameters)}")
-    # 3. Every parameter present and valid.
+    # 3. Every parameter present (or defaulted) and valid.
+    checked = {"kind": kind}
     for name, parameter in parameters.items():
-        if name not in spec:
+        if name not in spec and parameter.default is _REQUIRED:
             raise ValueError(f"{kind}: missing key {name!r}, {parameter.allowed}")
-        if not parameter.check(spec[name]):
-            raise ValueError(f"{kind}: bad {name!r} {spec[name]!r}; use {parameter.allowed}")
-    return dict(spec)
+        value = spec.get(name, parameter.default)
+        if not parameter.check(value):
+            raise ValueError(f"{kind}: bad {name!r} {value!r}; use {parameter.allowed}")
+        checked[name] = value
+    # 4. What one parameter means for another.
+    if kind == "semantic" and (checked["editor"] == "inpaint") != (checked["region"] is not None):
+        raise ValueError("semantic: 'region' is the inpaint editor's mask: set it for inpaint only")
+    return checked

@@ -159,17 +159,22 @@ def mapping_rows(
     )
 
 
+def test_indices(images: ImageStore, max_images: int | None) -> np.ndarray:
+    """The first `max_images` kept test images of a (manipulated) image store."""
+    indices = images.indices("test")[:max_images]
+    if not len(indices):
+        raise ValueError(f"{images.path} has no test images")
+    return indices
+
+
 def read_test_features(
     store: FeatureStore,
     images: ImageStore,
     layer: str,
-    max_images: int | None,
+    indices: np.ndarray,
     with_maps: bool = True,
 ) -> TestFeatures:
-    """The test split's features (unless not asked), prefix tokens, logits and labels of a set."""
-    indices = images.indices("test")[:max_images]
-    if not len(indices):
-        raise ValueError(f"{images.path} has no test images")
+    """Test images' features (unless not asked), prefix tokens, logits and labels of a set."""
     return TestFeatures(
         maps=store.read(layer, indices) if with_maps else None,
         prefix=store.prefix_tokens(layer, indices) if with_maps else None,
@@ -205,21 +210,24 @@ def semantic_consistency(
     # 1. The original test features, and the image size that produced them
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    store = FeatureStore(original["features"])
-    source = read_test_features(store, ImageStore(original["images"]), layer, settings.max_images)
+    store, original_images = FeatureStore(original["features"]), ImageStore(original["images"])
     side = store.attrs.get("preprocessing", {}).get("input_size")
     input_size = (side, side) if side else None
-    # 2. Per manipulation: the rows of the images themselves, then of each mapping
+    sources = {}  # the original test features, per choice of images
+    # 2. Per manipulation: the rows of the images themselves, then of each mapping. The images
+    # are the manipulated store's test images: a failed generative edit leaves them all.
     rows = []
     for manipulation in dict.fromkeys(entry["manipulation"] for entry in plan):
         entries = [entry for entry in plan if entry["manipulation"] == manipulation]
         base = dict(backbone=backbone, layer=layer, manipulation=manipulation)
+        images = ImageStore(entries[0]["images"])
+        indices = test_indices(images, settings.max_images)
+        key = indices.tobytes()
+        if key not in sources:
+            sources[key] = read_test_features(store, original_images, layer, indices)
+        source = sources[key]
         target = read_test_features(
-            FeatureStore(entries[0]["features"]),
-            ImageStore(entries[0]["images"]),
-            layer,
-            settings.max_images,
-            with_maps=False,
+            FeatureStore(entries[0]["features"]), images, layer, indices, with_maps=False
         )
         rows += reference_rows(
             source.logits, target.logits, source.labels, target.labels, settings.top_k, base
