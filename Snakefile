@@ -40,6 +40,25 @@ include: "rules/featinv.smk"
 include: "rules/aggregate.smk"
 
 
+# A run killed with SIGKILL leaves its locks; rerunning the same command releases them once its
+# process is gone (featlab.runs), instead of asking for `snakemake --unlock`.
+stale = release_stale_locks()
+if stale is not None:
+    print(f"featlab: released the locks of run {stale}, which was killed", file=sys.stderr)
+
+
+onstart:
+    record_run()
+
+
+onsuccess:
+    forget_run()
+
+
+onerror:
+    forget_run()
+
+
 # The whole study: the metrics table, its figures and their provenance.
 rule all:
     default_target: True

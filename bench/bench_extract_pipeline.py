@@ -2,9 +2,10 @@
 
 End to end is what an extraction job does: read the image store, preprocess (in DataLoader
 workers where --workers > 0), forward, and write every layer and the logits to a float16 feature
-store (in a writer thread on CUDA, in turn on a CPU). The baseline is timm's benchmark method: the same model, batch size, precision and
-memory format, forwarding synthetic in-memory input in a loop after a warm-up. The ratio is end to
-end over pure forward images/s (the issue's target: at least 0.8 on a CPU, 0.9 on a GPU).
+store (in a writer thread on CUDA, in turn on a CPU). The baseline is timm's benchmark method: the
+same model, batch size, precision and memory format, forwarding synthetic in-memory input in a
+loop after a warm-up. The ratio is end to end over pure forward images/s (the issue's target: at
+least 0.8 on a CPU, 0.9 on a GPU).
 
 Store I/O: a (N, C, H, W) float16 layer written and read through featlab.store (Zarr with zstd,
 and uncompressed) against np.save / np.load of the same array, in MB/s, and its size on disk;

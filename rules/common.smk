@@ -15,9 +15,11 @@ sys.path.insert(0, str(SRC))
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("PYTHONPATH")])))
 
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
-from featlab.data.sources import count_images
+from featlab.backbones import BackboneSpec, check_backbone
+from featlab.data.sources import REQUIRED_SPLITS, count_images
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import check_spec
+from featlab.runs import forget_run, record_run, release_stale_locks
 
 # Snakemake compares params in order, so sort every mapping of the validated config: reordering
 # keys in a YAML file must rerun nothing.
@@ -87,7 +89,8 @@ def planned_images():
     data = config["data"]
     if data["source"] == "shapes":
         return data["shapes"]["n_train"] + data["shapes"]["n_test"]
-    counted = count_images(data)  # None when the folder or file list is not on this machine
+    # None when the folder or file list is not on this machine; a missing split stops here.
+    counted = count_images(data, required_splits=REQUIRED_SPLITS)
     expected = data["n_images"]
     where = f"data.{data['source']}"
     if counted is None and expected is None:
@@ -162,6 +165,18 @@ def backbone_config(wildcards):
     """The backbone's section of the config, without its training recipe and input size."""
     section = config["backbones"][wildcards.backbone]
     return {k: v for k, v in section.items() if k not in ("train", "input_size")}
+
+
+def check_backbones():
+    """Stop before any job on a model timm lacks, model_args it refuses, or a layer the model
+    lacks (featlab.backbones.check_backbone: built on the meta device, about 0.3 s each)."""
+    for name in BACKBONES:
+        spec = BackboneSpec(**backbone_config(SimpleNamespace(backbone=name)))
+        check_backbone(spec, f"backbones.{name}")
+
+
+if workflow.is_main_process:  # cluster jobs parse the Snakefile again; planning checks once
+    check_backbones()
 
 
 def extraction_settings(wildcards):

@@ -5,8 +5,12 @@ components a few thousand parameters large: one edit of a 32x32 image takes well
 (Qwen about two: its pipeline encodes the reference image at about 1024x1024 whatever the size).
 Tokenizers are byte-level BPE vocabularies without merges (a token per byte), plus the special
 tokens the prompt templates use, so no tokenizer files need fetching from the hub.
+
+The SD builder takes its sizes (`SDSizes`): `TINY_SD` for the tests, `SD15` for Stable Diffusion
+1.5's (InstructPix2Pix's) architecture with random weights, which bench/bench_edit.py times.
 """
 
+import dataclasses
 from pathlib import Path
 
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before transformers)
@@ -49,12 +53,68 @@ QWEN_SPECIAL_TOKENS = (
 CLIP_MAX_LENGTH = 77  # tokens per prompt, as SD's: the SD pipelines pad every prompt to it
 
 
+@dataclasses.dataclass(frozen=True)
+class SDSizes:
+    """The sizes of an SD pipeline's UNet, VAE and CLIP text encoder (the UNet's cross-attention
+    width is the text encoder's hidden size)."""
+
+    unet_blocks: tuple[int, ...]  # the UNet's block_out_channels
+    unet_down: tuple[str, ...]  # its down_block_types; the up blocks mirror them
+    unet_layers: int  # layers_per_block
+    unet_heads: int  # diffusers' attention_head_dim, which SD's configs use as the head count
+    unet_groups: int  # norm_num_groups
+    vae_blocks: tuple[int, ...]  # four blocks: three downsamplings, vae_scale_factor 8 as SD's
+    vae_layers: int
+    vae_groups: int
+    text_hidden: int
+    text_intermediate: int
+    text_layers: int
+    text_heads: int
+    text_vocab: int | None = None  # embedding rows; None: the byte-level tokenizer's
+    image_size: int = 512  # the UNet's sample_size times 8 and the VAE's sample_size (tiling)
+
+
+# The tests' tiny pipelines.
+TINY_SD = SDSizes(
+    unet_blocks=(8, 16),
+    unet_down=("DownBlock2D", "CrossAttnDownBlock2D"),
+    unet_layers=1,
+    unet_heads=2,
+    unet_groups=4,
+    vae_blocks=(8, 8, 8, 8),
+    vae_layers=1,
+    vae_groups=4,
+    text_hidden=16,
+    text_intermediate=32,
+    text_layers=2,
+    text_heads=2,
+    image_size=32,
+)
+# Stable Diffusion 1.5's, which InstructPix2Pix fine-tunes: its UNet, its VAE, and CLIP ViT-L/14's
+# text encoder (with CLIP's 49,408-token embedding, though the byte tokenizer reaches 514 rows).
+SD15 = SDSizes(
+    unet_blocks=(320, 640, 1280, 1280),
+    unet_down=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    unet_layers=2,
+    unet_heads=8,
+    unet_groups=32,
+    vae_blocks=(128, 256, 512, 512),
+    vae_layers=2,
+    vae_groups=32,
+    text_hidden=768,
+    text_intermediate=3072,
+    text_layers=12,
+    text_heads=12,
+    text_vocab=49408,
+)
+
+
 def save_tiny_editor(editor: str, folder: Path) -> Path:
     """Build the tiny `editor` pipeline (a key of EDITORS), seeded, and save it to `folder`."""
     builders = {
         "qwen_image_edit": _tiny_qwen_image_edit,
-        "instruct_pix2pix": lambda: _tiny_stable_diffusion(StableDiffusionInstructPix2PixPipeline),
-        "inpaint": lambda: _tiny_stable_diffusion(StableDiffusionInpaintPipeline),
+        "instruct_pix2pix": lambda: build_stable_diffusion(StableDiffusionInstructPix2PixPipeline),
+        "inpaint": lambda: build_stable_diffusion(StableDiffusionInpaintPipeline),
     }
     pipeline = builders[editor]()
     pipeline.save_pretrained(folder)
@@ -66,32 +126,35 @@ def _byte_vocab() -> dict[str, int]:
     return {character: i for i, character in enumerate(sorted(ByteLevel.alphabet()))}
 
 
-def _tiny_stable_diffusion(pipeline_class: type) -> object:
-    """An SD pipeline with an 8x VAE (as SD's), a two-level UNet and a two-layer CLIP encoder."""
+def build_stable_diffusion(pipeline_class: type, sizes: SDSizes = TINY_SD) -> object:
+    """An SD pipeline of `pipeline_class` with random weights (seeded) of the given sizes."""
     # The UNet's input: noisy latents, plus the photo's latents (InstructPix2Pix) or the mask and
     # the masked photo's latents (inpainting).
     in_channels = 8 if pipeline_class is StableDiffusionInstructPix2PixPipeline else 9
+    # Down blocks with attention are mirrored by up blocks with attention.
+    up = {"DownBlock2D": "UpBlock2D", "CrossAttnDownBlock2D": "CrossAttnUpBlock2D"}
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=4,
+        sample_size=sizes.image_size // 8,
         in_channels=in_channels,
         out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=2,
-        norm_num_groups=4,
+        block_out_channels=sizes.unet_blocks,
+        layers_per_block=sizes.unet_layers,
+        down_block_types=sizes.unet_down,
+        up_block_types=tuple(up[block] for block in reversed(sizes.unet_down)),
+        cross_attention_dim=sizes.text_hidden,
+        attention_head_dim=sizes.unet_heads,
+        norm_num_groups=sizes.unet_groups,
     )
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),  # three downsamplings: vae_scale_factor 8, as SD's
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
+        block_out_channels=sizes.vae_blocks,
+        down_block_types=("DownEncoderBlock2D",) * len(sizes.vae_blocks),
+        up_block_types=("UpDecoderBlock2D",) * len(sizes.vae_blocks),
+        layers_per_block=sizes.vae_layers,
         latent_channels=4,
-        norm_num_groups=4,
+        norm_num_groups=sizes.vae_groups,
+        sample_size=sizes.image_size,
     )
     # CLIP's BPE marks a word's last token with "</w>".
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -102,11 +165,11 @@ def _tiny_stable_diffusion(pipeline_class: type) -> object:
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            vocab_size=sizes.text_vocab or len(vocab),
+            hidden_size=sizes.text_hidden,
+            intermediate_size=sizes.text_intermediate,
+            num_hidden_layers=sizes.text_layers,
+            num_attention_heads=sizes.text_heads,
             max_position_embeddings=CLIP_MAX_LENGTH,
             bos_token_id=0,
             eos_token_id=1,

@@ -12,8 +12,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TINY = REPO / "tests" / "data" / "tiny.yaml"
-# What a workflow run needs from the checkout (results/ and caches stay behind).
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "src")
+# What a workflow run needs from the checkout (results/ and caches stay behind), with
+# profiles/default, the settings of the README's command.
+WORKFLOW_FILES = (
+    "Snakefile",
+    "rules",
+    "workflow_scripts",
+    "envs",
+    "schemas",
+    "report",
+    "src",
+    "profiles",
+)
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

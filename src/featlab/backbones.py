@@ -21,6 +21,7 @@ import numpy as np
 import timm
 import torch
 from huggingface_hub import try_to_load_from_cache
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -66,6 +67,9 @@ def _create(spec: BackboneSpec, pretrained: bool) -> nn.Module:
             raise ValueError(
                 f"unknown timm model {spec.model!r}; see timm.list_models()"
             ) from error
+        if "Invalid pretrained tag" in str(error):
+            architecture = spec.model.split(".")[0]
+            raise ValueError(f"{error} See timm.list_pretrained('{architecture}.*')") from error
         raise
 
 
@@ -78,7 +82,7 @@ def build_backbone(spec: BackboneSpec, weights_path: str | os.PathLike | None = 
             raise FileNotFoundError(
                 f"pretrained weights for {spec.hub_id or spec.model} are not in the Hugging Face "
                 "cache and cannot be downloaded here (offline?); on a connected machine run "
-                f"`hf download timm/{spec.model}` (or copy the cache), or set weights: file with "
+                f"`{_download_command(spec)}` (or copy the cache), or set weights: file with "
                 "weights_path"
             ) from error
     else:
@@ -102,14 +106,35 @@ def build_backbone(spec: BackboneSpec, weights_path: str | os.PathLike | None = 
     return model.eval()
 
 
+def _download_command(spec: BackboneSpec) -> str:
+    """The `hf download` command that fetches a hub backbone's weights: the repository of its
+    hub_id, else of timm's pretrained config for the name (resnet18 is timm/resnet18.a1_in1k)."""
+    hub_id = spec.hub_id
+    if hub_id is None:
+        config = timm.get_pretrained_cfg(spec.model)
+        hub_id = getattr(config, "hf_hub_id", None) or f"timm/{spec.model}"
+    repo_id, _, revision = hub_id.partition("@")  # timm's "org/name@revision"
+    return f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
+
+
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from safetensors, or from a torch checkpoint without unpickling code."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(path)
+        except SafetensorError as error:  # not a safetensors file, or a damaged one
+            raise ValueError(
+                f"weights file {path} is not a readable safetensors file ({error}); replace it"
+            ) from error
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling raises many types: report all of them as one
+        raise ValueError(
+            f"weights file {path} does not load with torch.load(weights_only=True): {error}"
+        ) from error
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             return state[key]
@@ -189,6 +214,58 @@ def check_layers(model: nn.Module, layers: tuple[str, ...]) -> None:
             f"{type(model).__name__} has no layer(s) {unknown}; valid names include "
             f"{list(dict.fromkeys(suggestions))} (any name from model.named_modules() works)"
         )
+
+
+def check_backbone(spec: BackboneSpec, where: str = "backbone") -> None:
+    """Check that timm builds the model of `spec` and that it has the configured layers.
+
+    Meant for planning, before any job runs: the model is built on PyTorch's meta device (shapes
+    without storage or computation, about 0.3 s for a ConvNeXt-B) and its weights are not looked
+    at, so nothing is read or downloaded; a missing or mismatched weights file still stops the job
+    that loads it. Models named by a source prefix (`hf-hub:`, `local-dir:`) are not checked:
+    their configs would have to be fetched.
+
+    Args:
+        spec: The backbone.
+        where: The config key of the backbone, e.g. "backbones.cnn", named in the errors.
+
+    Raises:
+        ValueError: naming `{where}.model`, `{where}.model_args` or `{where}.layers`.
+    """
+    source, _ = timm.models.parse_model_name(spec.model)
+    if source is not None:
+        return
+    # 1. The name: an architecture timm registers, and a pretrained tag it knows
+    if not timm.is_model(spec.model):
+        raise ValueError(
+            f"{where}.model: timm has no model {spec.model!r}; choose a name from "
+            "timm.list_models() (a pretrained tag may follow, as in resnet50.a1_in1k)"
+        )
+    try:
+        timm.get_pretrained_cfg(spec.model)
+    except RuntimeError as error:  # "Invalid pretrained tag"
+        architecture = spec.model.split(".")[0]
+        raise ValueError(
+            f"{where}.model: {error} Choose one of timm.list_pretrained('{architecture}.*')"
+        ) from None
+    # 2. The model with its arguments; a constructor that computes on tensors (no meta kernel)
+    # is built for real instead
+    try:
+        with torch.device("meta"):
+            model = _create(spec, pretrained=False)
+    except Exception:
+        try:
+            model = _create(spec, pretrained=False)
+        except Exception as error:  # constructors raise many types for arguments they refuse
+            raise ValueError(
+                f"{where}.model_args: timm cannot build {spec.model!r} with {spec.model_args}: "
+                f"{type(error).__name__}: {error}"
+            ) from None
+    # 3. The layers
+    try:
+        check_layers(model, spec.layers)
+    except ValueError as error:
+        raise ValueError(f"{where}.layers: {error}") from None
 
 
 def data_config(model: nn.Module) -> dict:

@@ -1,12 +1,15 @@
 """Atomic outputs and JSON: a job that fails or is killed leaves nothing that looks complete."""
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from featlab.runs import process_alive
 
 
 def remove(path: str | os.PathLike) -> None:
@@ -23,10 +26,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`, renamed onto `path` only if the block succeeds.
 
     The temporary path lives in the same folder, so the final rename is atomic on one file system;
-    a crash leaves only a hidden `.NAME.tmp-PID` entry, never a partial `path`.
+    a crash leaves only a hidden `.NAME.tmp-PID` entry, never a partial `path`, and the next write
+    of `path` removes the entries of processes that are gone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A killed job's leftovers: its process is gone, so nothing writes them any more.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            remove(stale)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     remove(temporary)
     try:

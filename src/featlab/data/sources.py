@@ -42,6 +42,7 @@ from featlab.workers import START_METHOD, main_script_hidden
 
 SOURCES = ("shapes", "folder", "filelist")
 ON_ERROR = ("stop", "skip")
+REQUIRED_SPLITS = ("train", "test")  # the splits a study fits on and scores on
 # The extensions of the formats Pillow reads that image data sets use; compared in lower case.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 DEFAULT_SPLIT_FRACTIONS = {"val": 0.0, "test": 0.2}  # train gets the rest
@@ -274,11 +275,26 @@ def list_entries(data_config: Mapping) -> tuple[list[Entry], list[str]]:
     raise ValueError(f"data.source {source!r} lists no image files; use folder or filelist")
 
 
-def count_images(data_config: Mapping) -> int | None:
+def check_splits(entries: Sequence[Entry], required: Sequence[str] = REQUIRED_SPLITS) -> None:
+    """Stop when a required split has no image: a study fits on train and scores on test."""
+    present = {entry.split for entry in entries}
+    for split in required:
+        if split not in present:
+            raise ValueError(
+                f"the data set has no {split} images (of {len(entries)}): mappings are fitted on "
+                f"train and scored on test. Give it a {split} split: an image folder's "
+                f"root/{split}/{{class}}/ folder, or data.folder.split_fractions for a folder "
+                f"without split folders, or file-list rows with split {split}"
+            )
+
+
+def count_images(data_config: Mapping, required_splits: Sequence[str] = ()) -> int | None:
     """The number of images of a data config, for planning the workflow.
 
     Shapes: n_train + n_test. Folder and file list: the listed entries (with data.on_error: skip
-    the store may hold fewer), or None where the folder or CSV is not on this machine.
+    the store may hold fewer), or None where the folder or CSV is not on this machine. Each of
+    `required_splits` must hold a listed image (`check_splits`), so that planning stops on a data
+    set without, say, test images.
     """
     source = data_config.get("source", "shapes")
     if source == "shapes":
@@ -289,7 +305,9 @@ def count_images(data_config: Mapping) -> int | None:
     location = (data_config.get(source) or {}).get("root" if source == "folder" else "path")
     if location is None or not os.path.exists(location):
         return None
-    return len(list_entries(data_config)[0])
+    entries = list_entries(data_config)[0]
+    check_splits(entries, required_splits)
+    return len(entries)
 
 
 # Decoding
@@ -297,6 +315,11 @@ def count_images(data_config: Mapping) -> int | None:
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """An RGB copy of a decoded image (see load_image)."""
+    if image.mode == "F":
+        # Pillow would clip to 0-255: an image scaled to [0, 1] would be stored black.
+        raise ValueError(
+            "its pixels are 32-bit floats, whose range is not known; save it with 8 or 16 bits"
+        )
     if image.mode in SIXTEEN_BIT_MODES:
         # Keep the high byte: Pillow's convert would clip every value above 255 to white.
         values = np.clip(np.asarray(image).astype(np.int64), 0, 0xFFFF)  # (H, W)
@@ -314,8 +337,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     The EXIF orientation is applied. Transparent pixels (RGBA, LA, PA, and palette, grey or RGB
     images with a transparency entry) are composited on a white background; grey becomes RGB;
     16-bit images keep their high byte (0xABCD reads 0xAB); CMYK is converted by Pillow. Any
-    failure (a missing, empty, truncated or non-image file, or one past Pillow's decompression
-    bomb limit) raises UnreadableImage naming the file.
+    failure (a missing, empty, truncated or non-image file, one past Pillow's decompression bomb
+    limit, or one of 32-bit float pixels) raises UnreadableImage naming the file.
     """
     try:
         with Image.open(path) as image:
@@ -426,7 +449,9 @@ def prepare_images(
 
     The store has the layout of `write_image_store` and appears at `path` only when complete.
     With on_error="stop" the first unreadable image raises UnreadableImage; with "skip" the
-    unreadable images are left out and listed in the store's `skipped` attribute.
+    unreadable images are left out and listed in the store's `skipped` attribute. Entries
+    without train or test images stop before any image is decoded, and so do kept images
+    without them (`check_splits`).
 
     Args:
         entries: the images, in store order (from list_folder, read_filelist or list_entries).
@@ -448,6 +473,7 @@ def prepare_images(
         raise ValueError(f"no images to write to {path}")
     if workers < 0:
         raise ValueError(f"workers={workers} must be 0 (decode in this process) or more")
+    check_splits(entries)
     n, item_shape = len(entries), (size, size, 3)
     rows = chunk_length(size * size * 3, n)
     with atomic_path(path) as temporary:
@@ -476,6 +502,13 @@ def prepare_images(
                     buffer = []
         if not kept:
             raise ValueError(f"none of the {n} images could be read (first: {skipped[0]})")
+        if skipped:
+            try:
+                check_splits(kept)
+            except ValueError as error:
+                raise ValueError(
+                    f"after leaving out {len(skipped)} unreadable images, {error}"
+                ) from None
         if buffer:
             images[len(kept) - len(buffer) : len(kept)] = np.stack(buffer)
         if len(kept) < n:

@@ -44,8 +44,9 @@ def manipulate(
             image by (seed, index), so chunks processed separately give the result of one call.
         mask_settings: how the change masks are computed.
     """
-    # 1. Check inputs.
-    spec = check_spec(spec)
+    # 1. Check inputs. One batch may be left unchanged (a hue shift by a whole turn is still a
+    # hue shift); a manipulated image set may not (manipulate_store).
+    spec = check_spec(spec, allow_no_op=True)
     if spec["kind"] == "semantic":
         raise ValueError(
             "semantic edits load a generative editor: use featlab.manipulate.generative.edit_shard"
@@ -72,7 +73,8 @@ def manipulate_store(
     The images stream through in blocks of about `block_images` (whole chunks where a chunk is
     smaller), so a set larger than memory works; random manipulations seed each image by its
     index, so the result equals one call on the whole set. The store appears at `path` only when
-    complete.
+    complete: a manipulation that leaves every image (and label) as it was stops instead, as its
+    parameters do where they are known to change nothing (`check_spec`).
     """
     spec = check_spec(spec)
     if scenes is not None and len(scenes) != len(original):
@@ -88,17 +90,28 @@ def manipulate_store(
     with writer:
         rows = writer.rows  # whole chunks per block, where a chunk is smaller than a block
         block = block_images if block_images < rows else block_images // rows * rows
+        changed = False
         for start in range(0, len(original), block):
             stop = min(start + block, len(original))
+            images, labels = original.images[start:stop], original.labels[start:stop]
             result = manipulate(
-                original.images[start:stop],
-                original.labels[start:stop],
+                images,
+                labels,
                 spec,
                 scenes=None if scenes is None else scenes[start:stop],
                 first_index=start,
                 mask_settings=mask_settings,
             )
+            changed = changed or not (
+                np.array_equal(result.images, images) and np.array_equal(result.labels, labels)
+            )
             writer.append(result.images, result.labels, result.masks)
+        if not changed:  # raised inside the writer's block: no store appears
+            raise ValueError(
+                f"{path}: {spec} leaves all {len(original)} images of {original.path} unchanged, "
+                "so every mapping would fit it perfectly; choose parameters that change the "
+                "images, or remove the manipulation"
+            )
 
 
 def _apply(

@@ -113,8 +113,14 @@ MANIPULATION_KINDS = tuple(_PARAMETERS)
 GEOMETRIC_KINDS = ("rotate", "flip")  # exact spatial ops; see featlab.geometry.spatial_op_of
 
 
-def check_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+def check_spec(spec: Mapping[str, Any], *, allow_no_op: bool = False) -> dict[str, Any]:
     """Validate a manipulation spec and return it as a plain dict.
+
+    Args:
+        spec: The manipulation, e.g. `{"kind": "rotate", "angle": 90}`.
+        allow_no_op: Accept parameters that leave every image unchanged (a hue shift by a whole
+            turn, noise of sigma 0). A study refuses them: every mapping would fit the unchanged
+            features perfectly, and the study would measure nothing.
 
     Raises:
         ValueError: for an unknown kind, a missing or unknown parameter, or a bad value; the
@@ -145,4 +151,18 @@ def check_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     # 4. What one parameter means for another.
     if kind == "semantic" and (checked["editor"] == "inpaint") != (checked["region"] is not None):
         raise ValueError("semantic: 'region' is the inpaint editor's mask: set it for inpaint only")
+    # 5. Parameters that change nothing.
+    if not allow_no_op:
+        _check_changes(checked)
     return checked
+
+
+def _check_changes(spec: dict[str, Any]) -> None:
+    """Stop on the parameters known to leave every image unchanged."""
+    if spec["kind"] == "hue_shift" and spec["shift"] % 256 == 0:
+        raise ValueError(
+            f"hue_shift: shift {spec['shift']} turns the hue a whole circle (a multiple of 256 "
+            "on the 0-255 hue scale) and changes nothing; choose a shift that is not"
+        )
+    if spec["kind"] == "gaussian_noise" and spec["sigma"] == 0:
+        raise ValueError("gaussian_noise: sigma 0 adds no noise and changes nothing; set sigma > 0")

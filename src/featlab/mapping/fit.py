@@ -17,6 +17,9 @@ from featlab.tables import metric_row
 
 CLOSED_FORM = ("ridge", "procrustes")
 BASELINES = ("identity", "spatial")
+# What a feature store records of the backbone that wrote it (featlab.extract): the original and
+# manipulated stores of a fit must agree on all of it.
+BACKBONE_ATTRS = ("model", "spec", "weights_sha256", "preprocessing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,16 +41,27 @@ class LayerPair:
 
     @classmethod
     def open(cls, original: str, manipulated: str, images: str, layer: str) -> "LayerPair":
+        """Open the stores of a fit, checking that they come from one backbone and image set."""
         pair = cls(FeatureStore(original), FeatureStore(manipulated), ImageStore(images), layer)
-        a, b = pair.original.layer(layer), pair.manipulated.layer(layer)
-        if a.shape != b.shape:
+        rerun = "rerun the extraction of both image sets with the same backbone config"
+        for key in BACKBONE_ATTRS:
+            a, b = pair.original.attrs.get(key), pair.manipulated.attrs.get(key)
+            if a != b:
+                raise ValueError(
+                    f"{original} and {manipulated} come from different backbones ({key} {a} "
+                    f"and {b}); {rerun}"
+                )
+        for store in (pair.original, pair.manipulated):
+            if layer not in store.layers:
+                raise ValueError(f"{store.path} has no layer {layer!r} (it holds {store.layers})")
+        a, b = pair.original.layer(layer).shape, pair.manipulated.layer(layer).shape
+        if a != b:
+            raise ValueError(f"{layer}: {original} holds {a} but {manipulated} holds {b}; {rerun}")
+        if len(pair.images) != a[0]:
             raise ValueError(
-                f"{layer}: {original} holds {a.shape} but {manipulated} holds {b.shape}"
+                f"{images} holds {len(pair.images)} images but {original} the features of "
+                f"{a[0]}; rerun the extraction of this image set"
             )
-        if pair.original.attrs.get("model") != pair.manipulated.attrs.get("model"):
-            raise ValueError(f"{original} and {manipulated} come from different backbones")
-        if len(pair.images) != a.shape[0]:
-            raise ValueError(f"{images} holds {len(pair.images)} images, the features {a.shape[0]}")
         return pair
 
     def blocks(self, split: str, block: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -56,10 +70,26 @@ class LayerPair:
         for start in range(0, len(indices), block):
             chunk = indices[start : start + block]
             yield (
-                self.original.read(self.layer, chunk),
-                self.manipulated.read(self.layer, chunk),
+                read_finite(self.original, self.layer, chunk),
+                read_finite(self.manipulated, self.layer, chunk),
                 chunk,
             )
+
+
+def read_finite(
+    store: FeatureStore, layer: str, indices: np.ndarray, dtype=np.float32
+) -> np.ndarray:
+    """A layer's features of some images; NaN or Inf stops the fit, whose weights and scores
+    it would otherwise turn into NaN (extraction refuses them, so the store was written some
+    other way or damaged)."""
+    values = store.read(layer, indices, dtype)
+    if not np.isfinite(values).all():
+        image = int(indices[np.argwhere(~np.isfinite(values))[0][0]])
+        raise ValueError(
+            f"{store.path}, layer {layer}: NaN or Inf features at image {image}; delete the "
+            "store and rerun its extraction"
+        )
+    return values
 
 
 def fit_closed_form(pair: LayerPair, method: str, settings: ClosedFormSettings) -> AffineMap:

@@ -14,7 +14,7 @@ import numpy as np
 
 from featlab.data.images import SPLITS, ImageStore
 from featlab.geometry import apply_spatial
-from featlab.mapping.fit import LayerPair
+from featlab.mapping.fit import LayerPair, read_finite
 
 COMPARISON = "mapped_vs_manipulated"
 SPATIAL_FIRST = "spatial_first"
@@ -91,10 +91,10 @@ class PairView:
 
     def read(self, indices: np.ndarray, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
         """Original (spatial op applied, if any) and manipulated features of some images."""
-        x = self.original.read(self.layer, indices, dtype)
+        x = read_finite(self.original, self.layer, indices, dtype)
         if self.spatial_op is not None:
             x = apply_spatial(x, self.spatial_op)
-        return x, self.manipulated.read(self.layer, indices, dtype)
+        return x, read_finite(self.manipulated, self.layer, indices, dtype)
 
     def blocks(self, split: str, block: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(x, y, image indices) of one split, `block` images at a time, in store order."""
