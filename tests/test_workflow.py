@@ -345,3 +345,10 @@ def test_a_generative_edit_study_runs_end_to_end(tmp_path):
     fits = table[(table.manipulation == "blue") & (table.mapping == "ridge")]
     assert set(fits.split) >= {"train", "test"}
     assert (table.stage == "inversion").any()
+    # A new prompt reruns its edits and what reads them: none of the original's jobs.
+    config["manipulations"]["blue"]["prompt"] = "make it red"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    rerun = planned_jobs(tmp_path)
+    assert sum(job["rule"] == "edit_images" for job in rerun) == 2
+    touched = {path for job in rerun for path in job["output"]}
+    assert not any("original" in path for path in touched)
