@@ -199,8 +199,8 @@ def manipulation_spec(wildcards):
 
 
 def editing_settings():
-    """How the editors run (not how the study is sharded for them)."""
-    return {k: v for k, v in config["editing"].items() if k != "images_per_shard"}
+    """How the editors run (not how the study is sharded for them, nor the jobs' memory)."""
+    return {k: v for k, v in config["editing"].items() if k not in ("images_per_shard", "mem_mb")}
 
 
 def mapping_settings(wildcards):

@@ -92,7 +92,7 @@ rule edit_images:
         ENV
     threads: 1
     resources:
-        mem_mb=16000,
+        mem_mb=config["editing"]["mem_mb"],
         runtime=240,
         gpu=int(config["editing"]["device"] == "cuda"),
     params:
