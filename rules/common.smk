@@ -14,8 +14,8 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("PYTHONPATH")])))
 
-from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.backbones import BackboneSpec, check_backbone
+from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.data.sources import REQUIRED_SPLITS, count_images
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import check_spec
