@@ -14,10 +14,8 @@ Importing this module is cheap (spec checks read `EDITORS`); torch and diffusers
 """
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Sequence
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +30,6 @@ EDITORS = {
 }
 PRECISIONS = ("auto", "bfloat16", "float16", "float32")
 OFFLOADS = ("none", "model", "sequential")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _is_non_negative(value: Any) -> bool:
-    is_number = isinstance(value, Real) and not isinstance(value, bool)
-    return is_number and math.isfinite(value) and value >= 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +55,9 @@ class EditSettings:
 
     def __post_init__(self) -> None:
         from featlab.devices import DEVICES
+
+        # spec.py's checks (imported here: spec.py reads EDITORS from this module).
+        from featlab.manipulate.spec import _is_int, _is_non_negative
 
         checks = {
             "editor": (self.editor in EDITORS, f"one of {list(EDITORS)}"),
