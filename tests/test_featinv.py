@@ -39,7 +39,8 @@ def _one_thread():
 
 
 def tiny_settings(**changes) -> ModelSettings:
-    return ModelSettings(resolution=8, hint_channels=4, prompt_tokens=2, unet=TINY_UNET, **changes)
+    base = {"resolution": 8, "hint_channels": 4, "prompt_tokens": 2, "unet": TINY_UNET}
+    return ModelSettings(**{**base, **changes})
 
 
 def tiny_data(n: int = 6, seed: int = 0) -> TrainingData:
@@ -209,6 +210,28 @@ def test_sampling_is_deterministic_for_a_seed(scheduler):
     one_by_one = sample(model, features, dataclasses.replace(settings, batch_size=1))
     np.testing.assert_array_equal(first, one_by_one)  # noise depends on the image, not the batch
     assert not np.array_equal(first, sample(model, features, dataclasses.replace(settings, seed=8)))
+
+
+def test_a_patched_scratch_base_denoises_patches_and_returns_full_size_images(tmp_path):
+    settings = tiny_settings(resolution=16, patch_size=2)
+    model = build_model(settings, CHANNELS)
+    assert model.latent_shape == (12, 8, 8)  # 2x2 patches of RGB on an 8x8 grid
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    patches = model.encode(images)
+    # The first grid cell holds the top-left 2x2 patch, channel by channel, row by row.
+    top_left = images[:, :, :2, :2].reshape(2, 12)
+    torch.testing.assert_close(patches[:, :, 0, 0], top_left, rtol=0, atol=0)
+    torch.testing.assert_close(model.decode(patches), images, rtol=0, atol=0)  # lossless
+    model.save_pretrained(tmp_path / "model")
+    loaded = FeatInvModel.from_pretrained(tmp_path / "model")
+    features = torch.randn(2, CHANNELS, 3, 3).numpy()
+    reconstructions = sample(loaded, features, SampleSettings(steps=2, seed=1))
+    assert reconstructions.shape == (2, 16, 16, 3)
+    np.testing.assert_array_equal(
+        reconstructions, sample(model, features, SampleSettings(steps=2, seed=1))
+    )
+    with pytest.raises(ValueError, match="patch_size 3 must be a positive divisor"):
+        build_model(tiny_settings(resolution=16, patch_size=3), CHANNELS)
 
 
 def save_tiny_base(folder, with_vae: bool = True):

@@ -10,9 +10,11 @@ input convolution). Text conditioning is one fixed prompt embedding.
 Two bases:
 
 - ``base: scratch`` (the embedded default): a tiny pixel-space UNet trained from scratch together
-  with the ControlNet. It has no text encoder; its "prompt embedding" is a fixed, seeded standard
-  normal tensor (tokens, cross_attention_dim) and the dropped prompt is zeros. Both are constants
-  the UNet learns to read, saved with the model.
+  with the ControlNet. With ``patch_size`` p > 1 it denoises the image folded into p x p patches
+  (3 p^2 channels on an R/p grid, Hoogeboom et al.'s "simple diffusion" patching): an exact,
+  lossless stand-in for a VAE that costs the UNet of an R/p image. It has no text encoder; its
+  "prompt embedding" is a fixed, seeded standard normal tensor (tokens, cross_attention_dim) and
+  the dropped prompt is zeros. Both are constants the UNet learns to read, saved with the model.
 - ``base: <local diffusers folder or hub id>`` (miniSD in the paper): the UNet (and VAE, when the
   base has one) are loaded and frozen, the ControlNet is initialised from the UNet, and only the
   ControlNet and the hint block train. The prompt is encoded by the base's CLIP text encoder
@@ -73,6 +75,7 @@ class ModelSettings:
     resolution: int = (
         32  # image side the diffusion model generates (the base's, for a pretrained one)
     )
+    patch_size: int = 1  # scratch base: the UNet denoises p x p pixel patches on an R/p grid
     hint_channels: int = 64  # hidden channels of the feature hint block (512 in the paper)
     normalise_features: bool = True  # standardise hint inputs per channel (train-split statistics)
     prompt: str = "a high-quality, detailed, and professional image"  # for a pretrained base
@@ -171,7 +174,11 @@ class FeatInvModel(nn.Module):
         self.unet, self.controlnet, self.hint, self.vae = unet, controlnet, hint, vae
         # The hint block takes the place of the ControlNet's image hint encoder.
         self.controlnet.controlnet_cond_embedding = nn.Identity()
-        self.noise_config = dict(noise_config)
+        # Without diffusers' bookkeeping keys: `_use_default_values` (set on a config built from
+        # arguments, not on one read from a file) makes `from_config` of a sampling scheduler take
+        # its own defaults (timestep spacing, among others), so a model would sample differently
+        # before and after a save.
+        self.noise_config = {k: v for k, v in noise_config.items() if not k.startswith("_")}
         self.register_buffer("prompt_embeds", prompt_embeds.reshape(1, *prompt_embeds.shape[-2:]))
         self.register_buffer("null_embeds", null_embeds.reshape(1, *null_embeds.shape[-2:]))
         self.settings = settings
@@ -234,7 +241,8 @@ class FeatInvModel(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (B, 3, R, R) -> what the UNet denoises (VAE latents or the pixels)."""
         if self.vae is None:
-            return images
+            # (B, 3, R, R) -> (B, 3 p^2, R/p, R/p)
+            return F.pixel_unshuffle(images, self.settings.patch_size)
         latents = self.vae.encode(images).latent_dist.mean
         shift = self.vae.config.get("shift_factor") or 0.0
         return (latents - shift) * self.vae.config.scaling_factor
@@ -242,7 +250,8 @@ class FeatInvModel(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Inverse of `encode`: images in [-1, 1] (B, 3, R, R)."""
         if self.vae is None:
-            return latents.clamp(-1, 1)
+            # (B, 3 p^2, R/p, R/p) -> (B, 3, R, R)
+            return F.pixel_shuffle(latents, self.settings.patch_size).clamp(-1, 1)
         shift = self.vae.config.get("shift_factor") or 0.0
         latents = latents / self.vae.config.scaling_factor + shift
         return self.vae.decode(latents).sample.clamp(-1, 1)
@@ -291,8 +300,18 @@ def build_model(settings: ModelSettings, feature_channels: int) -> FeatInvModel:
     """A new FeatInv model for features with `feature_channels` channels, from its settings."""
     torch.manual_seed(settings.seed)
     if settings.base == SCRATCH:
+        patch = settings.patch_size
+        if patch < 1 or settings.resolution % patch:
+            raise ValueError(
+                f"featinv.model.patch_size {patch} must be a positive divisor of "
+                f"featinv.model.resolution {settings.resolution}"
+            )
+        channels = 3 * patch**2
         unet = UNet2DConditionModel(
-            sample_size=settings.resolution, in_channels=3, out_channels=3, **settings.unet
+            sample_size=settings.resolution // patch,
+            in_channels=channels,
+            out_channels=channels,
+            **settings.unet,
         )
         vae, noise_config = None, dict(DDPMScheduler(**settings.noise).config)
         generator = torch.Generator().manual_seed(settings.seed)
@@ -300,6 +319,10 @@ def build_model(settings: ModelSettings, feature_channels: int) -> FeatInvModel:
         prompt = torch.randn(settings.prompt_tokens, dim, generator=generator)
         null = torch.zeros_like(prompt)
     else:
+        if settings.patch_size != 1:
+            raise ValueError(
+                "featinv.model.patch_size applies to the scratch base only; set it to 1"
+            )
         unet, vae, noise_config = load_base(settings.base)
         prompt, null = prompt_embeddings(settings)
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16,))
@@ -310,7 +333,7 @@ def build_model(settings: ModelSettings, feature_channels: int) -> FeatInvModel:
         hidden_channels=settings.hint_channels,
     )
     model = FeatInvModel(unet, controlnet, hint, noise_config, prompt, null, settings, vae)
-    factor = 1 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = settings.patch_size if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
     if unet.config.sample_size * factor != settings.resolution:
         raise ValueError(
             f"featinv.model.resolution is {settings.resolution}, but the base generates "
