@@ -156,9 +156,36 @@ def test_save_and_load_in_diffusers_format_give_identical_outputs(tmp_path):
         )
 
 
-def test_resuming_from_a_checkpoint_continues_like_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_the_cosine_schedule_decays_from_lr_to_zero(tmp_path):
+    settings = TrainSettings(steps=4, lr=1e-3, lr_schedule="cosine")
+    lrs = [settings.lr_at(step) for step in range(4)]
+    assert lrs[0] == 1e-3
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[2] == pytest.approx(0.5e-3)  # half way
+    assert settings.lr_at(4) == pytest.approx(0)
+    assert TrainSettings(lr=1e-3).lr_at(3) == 1e-3  # constant, the paper's
+    with pytest.raises(ValueError, match="lr_schedule 'linear'"):
+        TrainSettings(lr_schedule="linear")
+    # The training loop applies it: the first step is the constant run's, the later ones are not.
+    runs = {}
+    for schedule in ("constant", "cosine"):
+        for steps in (1, 3):
+            model = build_model(tiny_settings(), CHANNELS)
+            recipe = TrainSettings(steps=steps, batch_size=2, lr=1e-2, lr_schedule=schedule)
+            train_featinv(model, tiny_data(), recipe, tmp_path / f"{schedule}{steps}", False)
+            runs[schedule, steps] = torch.cat([p.flatten() for p in model.trainable_parameters()])
+    assert torch.equal(runs["constant", 1], runs["cosine", 1])
+    assert not torch.equal(runs["constant", 3], runs["cosine", 3])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resuming_from_a_checkpoint_continues_like_an_uninterrupted_run(
+    tmp_path, monkeypatch, schedule
+):
     data = tiny_data()
-    settings = TrainSettings(steps=6, batch_size=3, lr=1e-3, checkpoint_every=3, log_every=1)
+    settings = TrainSettings(
+        steps=6, batch_size=3, lr=1e-3, lr_schedule=schedule, checkpoint_every=3, log_every=1
+    )
     straight = build_model(tiny_settings(), CHANNELS)
     straight_curve = train_featinv(straight, data, settings, tmp_path / "a", progress=False)
     # Interrupt a second run during step 5, after the checkpoint at step 3.

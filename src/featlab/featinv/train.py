@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -38,6 +39,9 @@ class TrainSettings:
     steps: int = 2000  # optimiser steps
     batch_size: int = 8  # images per step, drawn with replacement
     lr: float = 1e-5  # AdamW learning rate (a scratch base needs a larger one)
+    lr_schedule: str = (
+        "constant"  # constant (the paper) | cosine: decays from lr to 0 over the steps
+    )
     weight_decay: float = 0.01  # AdamW weight decay
     drop_prob: float = 0.15  # probability of dropping the hint and the prompt together
     checkpoint_every: int = 200  # steps between checkpoints (and at the end)
@@ -45,6 +49,17 @@ class TrainSettings:
     seed: int = 0  # batches, noise, timesteps and drop masks
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule {self.lr_schedule!r}: choose constant or cosine")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step `step` (0-based): a function of the step alone, so a resumed
+        run continues the schedule without a scheduler state to save."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))
 
 
 @dataclasses.dataclass
@@ -213,7 +228,9 @@ def _train_step(
     if noise.config.prediction_type == "v_prediction":
         targets["v_prediction"] = noise.get_velocity(clean, eps, t)
     target = targets[noise.config.prediction_type]
-    # 2. One optimiser step on the prediction loss.
+    # 2. One optimiser step on the prediction loss, at the step's learning rate.
+    for group in optimiser.param_groups:
+        group["lr"] = settings.lr_at(step)
     features = data.features[batch].to(device)
     with autocast(device):
         prediction = model.predict(
