@@ -6,7 +6,8 @@ sampler, run image by image); the fast sampler is the study's `featinv.sample` (
 batch size). Both start from the same noise. Reported: images/s of each and the speed-up, the
 agreement of the two samplers' images (SSIM, MSE), and for each sampler SSIM and LPIPS against
 the ground-truth images, the median cosine between the backbone's features of its images and the
-conditioning features, and the classifier's top-1 agreement with the source images.
+conditioning features, and the classifier's top-1 agreement with the source images; and the
+baseline to beat, the SSIM of the mean train image against the ground truth.
 
 Training: steps/s of the training step with features read from the feature store (what the
 pipeline does) against the same step with the backbone recomputing the batch's features first.
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before diffusers)
 
+import numpy as np
 import torch
 import yaml
 from diffusers import DDPMScheduler
@@ -33,7 +35,7 @@ from featlab import metrics
 from featlab.backbones import BackboneSpec, build_backbone
 from featlab.data.images import ImageStore
 from featlab.featinv import train
-from featlab.featinv.evaluate import BackboneProbe
+from featlab.featinv.evaluate import BackboneProbe, mean_image
 from featlab.featinv.model import FeatInvModel
 from featlab.featinv.sample import REFERENCE, SampleSettings, sample
 from featlab.featinv.scores import LPIPS, mse, ssim
@@ -57,8 +59,10 @@ def sampler_scores(images, truth, features, source, probe, lpips) -> dict:
     }
 
 
-def bench_sampling(model, features, truth, source, probe, fast: SampleSettings, lpips) -> dict:
-    """Both samplers on the same images and noise."""
+def bench_sampling(
+    model, features, truth, source, probe, fast: SampleSettings, lpips, mean
+) -> dict:
+    """Both samplers on the same images and noise; `mean` is the mean train image (R, R, 3)."""
     reference = dataclasses.replace(REFERENCE, batch_size=1, device="cpu")
     ref_images, ref_seconds = timed(sample, model, features, reference)
     fast_images, fast_seconds = timed(sample, model, features, fast)
@@ -78,6 +82,9 @@ def bench_sampling(model, features, truth, source, probe, fast: SampleSettings, 
         "speedup": ref_seconds / fast_seconds,
         # The ceiling the model's resolution sets: the true images at that resolution.
         "truth_at_resolution_top1_agreement": float((probe(truth)[1].argmax(1) == source).mean()),
+        "mean_image_ssim_vs_truth": float(
+            ssim(np.broadcast_to(mean, truth.shape).copy(), truth).mean()
+        ),
         "fast_vs_reference_ssim": float(ssim(fast_images, ref_images).mean()),
         "fast_vs_reference_mse": float(mse(fast_images, ref_images).mean()),
     }
@@ -122,12 +129,16 @@ def main() -> None:
         "--fast-steps", type=int, default=None, help="override featinv.sample.steps"
     )
     parser.add_argument("--output", default=None, help="also write the results as JSON here")
+    parser.add_argument(
+        "--model", default=None, help="a FeatInv model folder other than the study's"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # 1. The study's trained model, test images, their features, and the backbone.
     config = yaml.safe_load(Path(args.config).read_text())
     results = Path("results") / config["study"]
-    model = FeatInvModel.from_pretrained(results / "featinv" / args.backbone / args.layer / "model")
+    model_dir = args.model or results / "featinv" / args.backbone / args.layer / "model"
+    model = FeatInvModel.from_pretrained(model_dir)
     store = FeatureStore(results / "features" / args.backbone / "original.zarr")
     images = ImageStore(results / "images" / "original.zarr")
     spec = {k: v for k, v in config["backbones"][args.backbone].items() if k != "train"}
@@ -149,7 +160,8 @@ def main() -> None:
         "torch": torch.__version__,
         "model": f"{args.backbone}/{args.layer}",
     }
-    report["sampling"] = bench_sampling(model, features, truth, source, probe, fast, LPIPS())
+    mean = mean_image(images, model.settings.resolution)
+    report["sampling"] = bench_sampling(model, features, truth, source, probe, fast, LPIPS(), mean)
     train_indices = images.indices("train")[:256]
     data = train.TrainingData(
         torch.from_numpy(store.read(args.layer, train_indices)),
