@@ -39,9 +39,7 @@ class TrainSettings:
     steps: int = 2000  # optimiser steps
     batch_size: int = 8  # images per step, drawn with replacement
     lr: float = 1e-5  # AdamW learning rate (a scratch base needs a larger one)
-    lr_schedule: str = (
-        "constant"  # constant (the paper) | cosine: decays from lr to 0 over the steps
-    )
+    lr_schedule: str = "constant"  # the paper's; or cosine, from lr down to 0 over the steps
     weight_decay: float = 0.01  # AdamW weight decay
     drop_prob: float = 0.15  # probability of dropping the hint and the prompt together
     checkpoint_every: int = 200  # steps between checkpoints (and at the end)
