@@ -415,6 +415,17 @@ FEATINV_CODE = code_hash(
 )
 
 
+def featinv_model():
+    """featinv.model, after the check a job would make only when it runs: the patch size."""
+    model, patch = FEATINV["model"], FEATINV["model"]["patch_size"]
+    if patch != 1 and (model["base"] != "scratch" or model["resolution"] % patch):
+        raise ValueError(
+            f"featinv.model.patch_size: {patch} must divide featinv.model.resolution "
+            f"({model['resolution']}), and applies to base: scratch only (otherwise set it to 1)"
+        )
+    return model
+
+
 def featinv_layers():
     """(backbone, layer) pairs that get a FeatInv model: the configured ones, else each deepest."""
     chosen = FEATINV["layers"] or {b: config["backbones"][b]["layers"][-1:] for b in BACKBONES}

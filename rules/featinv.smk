@@ -22,7 +22,7 @@ rule train_featinv:
         runtime=240,
         gpu=int(FEATINV["train"]["device"] == "cuda"),
     params:
-        model=FEATINV["model"],
+        model=featinv_model(),
         train=FEATINV["train"],
         code=FEATINV_CODE,
     script:

@@ -203,6 +203,7 @@ INPAINT = {"kind": "semantic", "editor": "inpaint", "model": "editors/sd", "prom
         (lambda c: c.update(colour_scheme="dark"), "colour_scheme"),
         (lambda c: c["featinv"].update(layers={"cnn": ["layer9"]}), "featinv.layers"),
         (lambda c: c["featinv"]["sample"].update(scheduler="euler"), "scheduler"),
+        (lambda c: c["featinv"]["model"].update(patch_size=3), "featinv.model.patch_size"),
         (lambda c: c["featinv"]["invert"].update(manipulations=["melt"]), "featinv.invert"),
         (lambda c: c["manipulations"].update(paint=INPAINT), "manipulations.paint: semantic"),
         (lambda c: c["editing"].update(offload="cpu"), "offload"),
