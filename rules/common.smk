@@ -17,6 +17,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("
 from featlab.backbones import BackboneSpec, check_backbone
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.data.sources import REQUIRED_SPLITS, count_images
+from featlab.featinv.settings import check_patch_size
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import check_spec
 from featlab.runs import forget_run, record_run, release_stale_locks
@@ -417,12 +418,8 @@ FEATINV_CODE = code_hash(
 
 def featinv_model():
     """featinv.model, after the check a job would make only when it runs: the patch size."""
-    model, patch = FEATINV["model"], FEATINV["model"]["patch_size"]
-    if patch != 1 and (model["base"] != "scratch" or model["resolution"] % patch):
-        raise ValueError(
-            f"featinv.model.patch_size: {patch} must divide featinv.model.resolution "
-            f"({model['resolution']}), and applies to base: scratch only (otherwise set it to 1)"
-        )
+    model = FEATINV["model"]
+    check_patch_size(model["base"], model["resolution"], model["patch_size"])
     return model
 
 

@@ -259,6 +259,8 @@ def test_a_patched_scratch_base_denoises_patches_and_returns_full_size_images(tm
     )
     with pytest.raises(ValueError, match="patch_size 3 must be a positive divisor"):
         build_model(tiny_settings(resolution=16, patch_size=3), CHANNELS)
+    with pytest.raises(ValueError, match="applies to base: scratch only"):  # before any loading
+        build_model(tiny_settings(base="no/such/base", patch_size=2), CHANNELS)
 
 
 def save_tiny_base(folder, with_vae: bool = True):

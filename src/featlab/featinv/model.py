@@ -41,9 +41,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from featlab.featinv.settings import SCRATCH, check_patch_size
 from featlab.io import atomic_path
 
-SCRATCH = "scratch"
 # A three-level pixel-space UNet, 32x32 -> 16x16 -> 8x8, cross-attention only at 8x8 and in the
 # middle block: on a CPU a training step costs a third of a two-level UNet of 32-64 channels with
 # attention at 16x16, at about the same number of parameters.
@@ -298,14 +298,10 @@ class FeatInvModel(nn.Module):
 
 def build_model(settings: ModelSettings, feature_channels: int) -> FeatInvModel:
     """A new FeatInv model for features with `feature_channels` channels, from its settings."""
+    check_patch_size(settings.base, settings.resolution, settings.patch_size)
     torch.manual_seed(settings.seed)
     if settings.base == SCRATCH:
         patch = settings.patch_size
-        if patch < 1 or settings.resolution % patch:
-            raise ValueError(
-                f"featinv.model.patch_size {patch} must be a positive divisor of "
-                f"featinv.model.resolution {settings.resolution}"
-            )
         channels = 3 * patch**2
         unet = UNet2DConditionModel(
             sample_size=settings.resolution // patch,
@@ -319,10 +315,6 @@ def build_model(settings: ModelSettings, feature_channels: int) -> FeatInvModel:
         prompt = torch.randn(settings.prompt_tokens, dim, generator=generator)
         null = torch.zeros_like(prompt)
     else:
-        if settings.patch_size != 1:
-            raise ValueError(
-                "featinv.model.patch_size applies to the scratch base only; set it to 1"
-            )
         unet, vae, noise_config = load_base(settings.base)
         prompt, null = prompt_embeddings(settings)
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16,))
