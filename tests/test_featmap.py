@@ -1,6 +1,7 @@
 """FeatMap beyond closed form: mapping models, training recipe, analysis, semantic consistency."""
 
 import math
+from pathlib import Path
 
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
 
@@ -26,7 +27,13 @@ from featlab.mapping.models import (
     load_trained,
     save_trained,
 )
-from featlab.mapping.semantic import logits_of_features
+from featlab.mapping.semantic import (
+    SemanticSettings,
+    grid_reaches_output,
+    logits_of_features,
+    mapping_rows,
+)
+from featlab.mapping.semantic import TestFeatures as SemanticFeatures
 from featlab.mapping.train import EarlyStopping, TensorPairs, TrainSettings, train_model
 
 SMALL = {
@@ -297,3 +304,47 @@ def test_semantic_metrics_against_their_formulas():
     np.testing.assert_array_equal(metrics.top_k_hits(scores, np.array([2, 1]), 2), [1.0, 1.0])
     np.testing.assert_array_equal(metrics.top_k_hits(scores, np.array([2, 2]), 1), [0.0, 0.0])
     np.testing.assert_array_equal(metrics.top1_agreement(scores, scores[::-1]), [0.0, 0.0])
+
+
+def _default_backbones():
+    """The default study's backbones (config.yaml), with seeded random weights."""
+    import yaml
+
+    config = yaml.safe_load(open(Path(__file__).parents[1] / "config.yaml"))
+    for name, entry in config["backbones"].items():
+        spec = BackboneSpec(
+            model=entry["model"],
+            layers=tuple(entry["layers"]),
+            model_args=entry["model_args"],
+            num_classes=5,
+        )
+        yield pytest.param(spec, id=name)
+
+
+@pytest.mark.parametrize("spec", _default_backbones())
+def test_mapped_features_reach_the_logits_at_every_default_layer(spec):
+    # At the ViT's last block nothing after the layer reads the patch tokens: a semantic row is
+    # meaningful only if the prefix (class) token is mapped too, as a position-wise map does.
+    torch.manual_seed(0)
+    model = build_backbone(spec)
+    images = torch.randn(4, 3, 64, 64)
+    with torch.inference_mode(), capture_layers(model, spec.layers) as outputs:
+        logits = model(images).numpy()
+    rng = np.random.default_rng(0)
+
+    def noise(x: np.ndarray) -> np.ndarray:
+        return rng.normal(size=x.shape).astype(np.float32) * x.std()
+
+    labels = np.zeros(4, dtype=int)
+    for layer in spec.layers:
+        maps, prefix = to_grid(model, outputs[layer])
+        prefix = None if prefix is None else prefix.numpy()
+        features = SemanticFeatures(maps.numpy(), prefix, logits, labels)
+        rows = mapping_rows(
+            model, layer, features, features, noise, noise, False, (64, 64), SemanticSettings(), {}
+        )
+        jsd = next(row["value"] for row in rows if row["metric"] == "jsd")
+        assert jsd > 1e-3, f"{layer}: the mapped features do not reach the logits"
+        # a mapping that keeps the original prefix: the layer tells whether its rows could move
+        last = layer == spec.layers[-1] and prefix is not None
+        assert grid_reaches_output(model, layer, features, (64, 64)) is not last
