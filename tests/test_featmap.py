@@ -310,7 +310,7 @@ def _default_backbones():
     """The default study's backbones (config.yaml), with seeded random weights."""
     import yaml
 
-    config = yaml.safe_load(open(Path(__file__).parents[1] / "config.yaml"))
+    config = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
     for name, entry in config["backbones"].items():
         spec = BackboneSpec(
             model=entry["model"],

@@ -81,7 +81,8 @@ def cosine_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-image median of the per-position cosine over the masked (changed) positions only.
 
     The metric `cosine_masked` of a test set is the mean of these values over the images that have
-    at least one changed position; the others are NaN here, which `summarise(values, undefined_ok=True)` leaves out.
+    at least one changed position; the others are NaN here, which
+    `summarise(values, undefined_ok=True)` leaves out.
 
     Args:
         a: Feature maps (N, C, H, W).
