@@ -17,7 +17,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("
 from featlab.backbones import BackboneSpec, check_backbone
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.data.sources import REQUIRED_SPLITS, count_images
-from featlab.featinv.settings import check_patch_size
+from featlab.featinv.settings import check_patch_size, resolve_guidance
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import check_spec
 from featlab.runs import forget_run, record_run, release_stale_locks
@@ -417,9 +417,13 @@ FEATINV_CODE = code_hash(
 
 
 def featinv_model():
-    """featinv.model, after the check a job would make only when it runs: the patch size."""
+    """featinv.model, after the checks a job would make only when it runs: the patch size, and
+    whether the sampler's guidance reads a branch the training draws."""
     model = FEATINV["model"]
     check_patch_size(model["base"], model["resolution"], model["patch_size"])
+    resolve_guidance(
+        model["base"], FEATINV["sample"]["guidance"], FEATINV["train"]["prompt_drop_prob"]
+    )
     return model
 
 
