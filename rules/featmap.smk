@@ -86,6 +86,7 @@ rule semantic_consistency:
         backbone=backbone_config,
         plan=semantic_plan,
         semantic=config["featmap"]["semantic"],
+        accuracy=accuracy_written,
         code=code_hash(
             "mapping",
             "backbones",

@@ -69,16 +69,20 @@ def git_state(checkout: str | os.PathLike) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(changes)}
 
 
-def provenance(config: dict, git: dict[str, Any] | None) -> dict[str, Any]:
+def provenance(
+    config: dict, git: dict[str, Any] | None, weights: dict[str, str | None] | None = None
+) -> dict[str, Any]:
     """The provenance record of a study.
 
     Args:
         config: the resolved config, as the workflow validated it and filled its defaults.
         git: `git_state` of the workflow's checkout, or None where it is not a git checkout.
+        weights: backbone name -> sha256 of the weights its features were extracted with (as
+            the feature stores record it; None where no file was hashed).
 
     Returns:
         A JSON-ready dict: study, time written (UTC), featlab version, commit and dirty flag,
-        Python version and platform, package versions, and the config.
+        Python version and platform, package versions, the weights' sha256 and the config.
     """
     git = git or {"commit": None, "dirty": None}
     return {
@@ -88,5 +92,6 @@ def provenance(config: dict, git: dict[str, Any] | None) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
+        "weights_sha256": weights or {},
         "config": config,
     }
