@@ -34,6 +34,8 @@ MAPPINGS = (
     "linear",
     "ridge",
     "procrustes",
+    "ridge_relative",
+    "procrustes_relative",
     "local_linear",
     "mlp",
     "cnn",
