@@ -4,7 +4,8 @@ study, in one run.
 For each (backbone, layer, manipulation) of a study's config, or a seeded random sample of them
 (--sample), on the study's stored features: the trained linear map with the study's recipe
 (`featmap.training`, the workflow's `train_mapping`), and each closed-form fit (the workflow's
-`fit_closed_form`): ridge, ridge_relative, procrustes, procrustes_relative. All see the originals
+`fit_closed_form`): ridge, ridge_relative (and its first pass alone), procrustes,
+procrustes_relative. All see the originals
 as they are (no spatial op first), so that every fit is an affine 1x1 map of the same inputs. Per
 cell it prints the test `cosine_median` of each (mean over test images of the per-image median
 over positions of the cosine) and the fit's wall time; at the end, per closed-form fit, the
@@ -32,7 +33,16 @@ from featlab.mapping.fit import ClosedFormSettings, fit_closed_form
 from featlab.mapping.pairs import open_view
 from featlab.mapping.train import TrainSettings, train_mapping
 
-CLOSED_FORM = ("ridge", "ridge_relative", "procrustes", "procrustes_relative")
+# Each closed-form fit: (mapping, settings that differ from the study's); ridge_relative_1pass
+# is ridge_relative without its reweighted passes (least squares of the relative errors).
+FITS = {
+    "ridge": ("ridge", {}),
+    "ridge_relative": ("ridge_relative", {}),
+    "ridge_relative_1pass": ("ridge_relative", {"passes": 0}),
+    "procrustes": ("procrustes", {}),
+    "procrustes_relative": ("procrustes_relative", {}),
+}
+CLOSED_FORM = tuple(FITS)
 
 
 def cells_of(config: dict, sample: int | None, seed: int) -> list[tuple[str, str, str]]:
@@ -66,14 +76,15 @@ def bench_cell(root: str, cell: tuple[str, str, str], config: dict) -> dict:
     row = {"backbone": backbone, "layer": layer, "manipulation": manipulation}
     view = open_view(*stores)
     row["identity"] = test_cosine(view, lambda x: x)
-    for method in CLOSED_FORM:
+    for name, (method, overrides) in FITS.items():
+        study = config["mappings"].get(method, {})
         settings = ClosedFormSettings(
-            **{k: v for k, v in config["mappings"].get(method, {}).items() if k != "spatial_first"}
+            **{k: v for k, v in study.items() if k != "spatial_first"}, **overrides
         )
         start = time.perf_counter()
         affine = fit_closed_form(view, method, settings)
-        row[f"{method}_seconds"] = time.perf_counter() - start
-        row[method] = test_cosine(view, affine.apply_maps)
+        row[f"{name}_seconds"] = time.perf_counter() - start
+        row[name] = test_cosine(view, affine.apply_maps)
     training = TrainSettings(**config["featmap"]["training"])
     carved = open_view(*stores, val_fraction=training.val_fraction, seed=training.seed)
     start = time.perf_counter()
@@ -126,7 +137,7 @@ def main() -> None:
     print(f"study {config['study']}: {len(cells)} cells; torch threads {args.threads}")
     print(
         f"{'cell':<34}{'identity':>9}"
-        + "".join(f"{m:>21}" for m in (*CLOSED_FORM, "linear"))
+        + "".join(f"{m:>22}" for m in (*CLOSED_FORM, "linear"))
         + "   (test cosine, fit seconds)"
     )
     rows = []
@@ -134,7 +145,7 @@ def main() -> None:
         row = bench_cell(root, cell, config)
         rows.append(row)
         scores = "".join(
-            f"{row[m]:>12.4f} ({row[f'{m}_seconds']:>5.2f})" for m in (*CLOSED_FORM, "linear")
+            f"{row[m]:>14.4f} ({row[f'{m}_seconds']:>5.2f})" for m in (*CLOSED_FORM, "linear")
         )
         print(f"{' '.join(cell):<34}{row['identity']:>9.4f}{scores}", flush=True)
         if args.out:
