@@ -1,140 +1,157 @@
-"""Closed-form ridge against the SGD-trained linear map (the FeatMap recipe), in one run.
+"""Closed-form fits against the SGD-trained linear map (the FeatMap recipe), on every cell of a
+study, in one run.
 
-Both fit the same train pairs of feature maps and are scored on the same test pairs: the wall
-time of each fit, their ratio, and the test median per-position cosine of each. The data are
-either a study's stored features (--study, --backbone, --layer, --manipulation) or synthetic
-pairs of any size: originals with a decaying channel spectrum, manipulated = a random affine
-map of them plus noise (--noise, relative to the signal). Run from the repository root:
+For each (backbone, layer, manipulation) of a study's config, or a seeded random sample of them
+(--sample), on the study's stored features: the trained linear map with the study's recipe
+(`featmap.training`, the workflow's `train_mapping`), and each closed-form fit (the workflow's
+`fit_closed_form`): ridge, ridge_relative (and its first pass alone), procrustes,
+procrustes_relative. All see the originals
+as they are (no spatial op first), so that every fit is an affine 1x1 map of the same inputs. Per
+cell it prints the test `cosine_median` of each (mean over test images of the per-image median
+over positions of the cosine) and the fit's wall time; at the end, per closed-form fit, the
+distribution of its cosine gap to the trained map (fit - trained), its worst cell, and the speed
+ratio (trained seconds over fit seconds, summed over the cells). Run from the repository root
+after the study's features exist (e.g. `make demo`):
 
-    .venv/bin/python bench/bench_ridge_vs_sgd.py --channels 128 --grid 9 --pairs 2000
-    .venv/bin/python bench/bench_ridge_vs_sgd.py --study shapes --backbone vit --layer blocks.3 \\
-        --manipulation hue60
-    # the paper-sized layer (ConvNeXt-B stage 2) on a CUDA GPU:
-    .venv/bin/python bench/bench_ridge_vs_sgd.py --channels 512 --grid 18 --pairs 8000 --device cuda
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_ridge_vs_sgd.py --config config.yaml
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_ridge_vs_sgd.py --sample 12 --seed 0
 """
 
 import argparse
 import dataclasses
+import json
 import time
 
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
 
 import numpy as np
 import torch
+import yaml
 
 from featlab import metrics
-from featlab.mapping.closed_form import GramAccumulator, solve_ridge
-from featlab.mapping.models import NormalisedMap, apply_model, build_model
-from featlab.mapping.train import TensorPairs, TrainSettings, train_model
+from featlab.mapping.fit import ClosedFormSettings, fit_closed_form
+from featlab.mapping.pairs import open_view
+from featlab.mapping.train import TrainSettings, train_mapping
+
+# Each closed-form fit: (mapping, settings that differ from the study's); ridge_relative_1pass
+# is ridge_relative without its reweighted passes (least squares of the relative errors).
+FITS = {
+    "ridge": ("ridge", {}),
+    "ridge_relative": ("ridge_relative", {}),
+    "ridge_relative_1pass": ("ridge_relative", {"passes": 0}),
+    "procrustes": ("procrustes", {}),
+    "procrustes_relative": ("procrustes_relative", {}),
+}
+CLOSED_FORM = tuple(FITS)
 
 
-def synthetic_pairs(channels: int, grid: int, pairs: int, noise: float, seed: int = 0):
-    """Original maps (N, C, g, g) and manipulated = W x + b + noise, float32."""
-    rng = np.random.default_rng(seed)
-    spectrum = 1.0 / np.sqrt(1.0 + np.arange(channels))  # decaying channel variances
-    mixing = rng.normal(size=(channels, channels)) * spectrum
-    x = rng.normal(size=(pairs, grid * grid, channels)) @ mixing.T + rng.normal(size=channels)
-    weight = np.eye(channels) + rng.normal(size=(channels, channels)) / np.sqrt(channels)
-    y = x @ weight.T + rng.normal(size=channels)
-    y += noise * y.std() * rng.normal(size=y.shape)
-
-    def maps(rows):  # (N, g*g, C) -> (N, C, g, g)
-        return rows.transpose(0, 2, 1).reshape(pairs, channels, grid, grid).astype(np.float32)
-
-    return maps(x), maps(y)
+def cells_of(config: dict, sample: int | None, seed: int) -> list[tuple[str, str, str]]:
+    """Every (backbone, layer, manipulation) of the config, or `sample` of them drawn at random."""
+    cells = [
+        (backbone, layer, manipulation)
+        for backbone, spec in config["backbones"].items()
+        for layer in spec["layers"]
+        for manipulation in config["manipulations"]
+    ]
+    if sample is None or sample >= len(cells):
+        return cells
+    chosen = np.random.default_rng(seed).choice(len(cells), sample, replace=False)
+    return [cells[i] for i in sorted(chosen)]
 
 
-def study_pairs(study: str, backbone: str, layer: str, manipulation: str):
-    """A study's train+test features of one layer, in the store's split order (train first)."""
-    from featlab.data.images import ImageStore
-    from featlab.store import FeatureStore
-
-    root = f"results/{study}"
-    images = ImageStore(f"{root}/images/{manipulation}.zarr")
-    order = np.concatenate([images.indices("train"), images.indices("test")])
-    x = FeatureStore(f"{root}/features/{backbone}/original.zarr").read(layer, order)
-    y = FeatureStore(f"{root}/features/{backbone}/{manipulation}.zarr").read(layer, order)
-    return x, y, len(images.indices("train"))
+def test_cosine(view, apply) -> float:
+    x, y = view.read(view.splits["test"])
+    return float(np.mean(metrics.cosine_median(apply(x), y)))
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, gamma: float, block: int = 256):
-    gram = GramAccumulator(x.shape[1], y.shape[1])
-    for start in range(0, len(x), block):
-        gram.update_maps(x[start : start + block], y[start : start + block])
-    return solve_ridge(gram, gamma).apply_maps
-
-
-def fit_sgd(x: np.ndarray, y: np.ndarray, settings: TrainSettings, device: str):
-    """The recipe's linear map: per-channel normalisation, 5% validation, early stopping."""
-    n_val = max(1, round(settings.val_fraction * len(x)))
-    order = np.random.default_rng(settings.seed).permutation(len(x))
-    val, train = order[:n_val], np.sort(order[n_val:])
-    mean = x[train].mean(axis=(0, 2, 3), dtype=np.float64)
-    std = np.maximum(x[train].std(axis=(0, 2, 3), dtype=np.float64), 1e-6)
-    core = build_model("linear", x.shape[1], x.shape[2:])
-    model = NormalisedMap(core, torch.from_numpy(mean), torch.from_numpy(std)).to(device)
-    result = train_model(
-        model,
-        TensorPairs(x[train], y[train], torch.device(device)),
-        TensorPairs(x[val], y[val], torch.device(device)),
-        settings,
+def bench_cell(root: str, cell: tuple[str, str, str], config: dict) -> dict:
+    """Fit every closed form and the trained linear map of one cell; their cosines and times."""
+    backbone, layer, manipulation = cell
+    stores = (
+        f"{root}/features/{backbone}/original.zarr",
+        f"{root}/features/{backbone}/{manipulation}.zarr",
+        f"{root}/images/{manipulation}.zarr",
+        layer,
     )
-    return (lambda maps: apply_model(result.model, maps)), len(result.history)
+    row = {"backbone": backbone, "layer": layer, "manipulation": manipulation}
+    view = open_view(*stores)
+    row["identity"] = test_cosine(view, lambda x: x)
+    for name, (method, overrides) in FITS.items():
+        study = config["mappings"].get(method, {})
+        settings = ClosedFormSettings(
+            **{k: v for k, v in study.items() if k != "spatial_first"}, **overrides
+        )
+        start = time.perf_counter()
+        affine = fit_closed_form(view, method, settings)
+        row[f"{name}_seconds"] = time.perf_counter() - start
+        row[name] = test_cosine(view, affine.apply_maps)
+    training = TrainSettings(**config["featmap"]["training"])
+    carved = open_view(*stores, val_fraction=training.val_fraction, seed=training.seed)
+    start = time.perf_counter()
+    trained = train_mapping(carved, "linear", {}, training)
+    row["linear_seconds"] = time.perf_counter() - start
+    row["linear"] = test_cosine(view, trained.apply_maps)
+    return row
 
 
-def test_cosine(apply, x: np.ndarray, y: np.ndarray) -> float:
-    return metrics.summarise(metrics.cosine_median(apply(x), y))[0]
+def summarise(rows: list[dict]) -> None:
+    """Per closed-form fit: the gap to the trained map over cells, its worst cell, the speed."""
+    print(f"\n{len(rows)} cells; gap = test cosine_median of the fit - of the trained linear map")
+    header = ("fit", "worst", "p05", "median", "max", ">= -0.005", "< identity", "speed-up")
+    print("{:<22}{:>8}{:>8}{:>8}{:>8}{:>11}{:>12}{:>10}".format(*header))
+    trained_seconds = sum(row["linear_seconds"] for row in rows)
+    for method in CLOSED_FORM:
+        gaps = np.array([row[method] - row["linear"] for row in rows])
+        below_identity = sum(row[method] < row["identity"] - 0.005 for row in rows)
+        speed = trained_seconds / sum(row[f"{method}_seconds"] for row in rows)
+        print(
+            f"{method:<22}{gaps.min():>8.3f}{np.quantile(gaps, 0.05):>8.3f}"
+            f"{np.median(gaps):>8.3f}{gaps.max():>8.3f}{np.sum(gaps >= -0.005):>7}/{len(rows)}"
+            f"{below_identity:>8}/{len(rows)}{speed:>9.0f}x"
+        )
+        worst = rows[int(np.argmin(gaps))]
+        print(
+            f"  worst cell: {worst['backbone']} {worst['layer']} {worst['manipulation']}: "
+            f"{worst[method]:.4f} against {worst['linear']:.4f} (identity {worst['identity']:.4f})"
+        )
+    print(f"trained linear map: {trained_seconds:.1f} s in all")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--channels", type=int, default=128)
-    parser.add_argument("--grid", type=int, default=9)
-    parser.add_argument("--pairs", type=int, default=2000, help="train pairs (test: a fifth)")
-    parser.add_argument("--noise", type=float, default=0.3)
-    parser.add_argument("--study")
-    parser.add_argument("--backbone")
-    parser.add_argument("--layer")
-    parser.add_argument("--manipulation")
-    parser.add_argument("--gamma", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=100, help="the recipe's upper limit")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--config", default="config.yaml", help="the study's config file")
+    parser.add_argument("--sample", type=int, help="this many cells, drawn at random (seeded)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --sample draw")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", help="also write the per-cell rows to this JSON file")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    # 1. The data, split into train and test pairs
-    if args.study:
-        x, y, n_train = study_pairs(args.study, args.backbone, args.layer, args.manipulation)
-        source = f"{args.study}: {args.backbone} {args.layer} {args.manipulation}"
-    else:
-        n_train = args.pairs
-        x, y = synthetic_pairs(args.channels, args.grid, n_train + args.pairs // 5, args.noise)
-        source = f"synthetic, noise {args.noise}"
-    (x_train, x_test), (y_train, y_test) = np.split(x, [n_train]), np.split(y, [n_train])
-    print(f"data: {source}; train {x_train.shape}, test {x_test.shape}; device {args.device}")
-    # 2. Closed-form ridge (numpy, fp64 Gram matrices on the CPU)
-    start = time.perf_counter()
-    ridge = fit_ridge(x_train, y_train, args.gamma)
-    ridge_seconds = time.perf_counter() - start
-    # 3. The SGD recipe (AdamW, plateau schedule, early stopping) on the same pairs
-    settings = dataclasses.replace(TrainSettings(), epochs=args.epochs)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    sgd, epochs = fit_sgd(x_train, y_train, settings, args.device)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    sgd_seconds = time.perf_counter() - start
-    # 4. The comparison
-    ridge_cosine, sgd_cosine = test_cosine(ridge, x_test, y_test), test_cosine(sgd, x_test, y_test)
-    print(f"{'fit':<24}{'seconds':>10}{'test cosine':>14}")
-    print(f"{'ridge (closed form)':<24}{ridge_seconds:>10.2f}{ridge_cosine:>14.4f}")
-    print(f"{f'linear SGD ({epochs} ep)':<24}{sgd_seconds:>10.2f}{sgd_cosine:>14.4f}")
+    torch.set_num_threads(args.threads)
+    with open(args.config) as handle:
+        config = yaml.safe_load(handle)
+    config.setdefault("featmap", {}).setdefault("training", {})
+    config.setdefault("mappings", {})
+    training = dataclasses.asdict(TrainSettings(**config["featmap"]["training"]))
+    config["featmap"]["training"] = {**training, "threads": args.threads}
+    root = f"results/{config['study']}"
+    cells = cells_of(config, args.sample, args.seed)
+    print(f"study {config['study']}: {len(cells)} cells; torch threads {args.threads}")
     print(
-        f"speed-up {sgd_seconds / ridge_seconds:.0f}x; "
-        f"cosine ridge - SGD = {ridge_cosine - sgd_cosine:+.4f}"
+        f"{'cell':<34}{'identity':>9}"
+        + "".join(f"{m:>22}" for m in (*CLOSED_FORM, "linear"))
+        + "   (test cosine, fit seconds)"
     )
+    rows = []
+    for cell in cells:
+        row = bench_cell(root, cell, config)
+        rows.append(row)
+        scores = "".join(
+            f"{row[m]:>14.4f} ({row[f'{m}_seconds']:>5.2f})" for m in (*CLOSED_FORM, "linear")
+        )
+        print(f"{' '.join(cell):<34}{row['identity']:>9.4f}{scores}", flush=True)
+        if args.out:
+            with open(args.out, "w") as handle:
+                json.dump(rows, handle, indent=1)
+    summarise(rows)
 
 
 if __name__ == "__main__":

@@ -296,7 +296,7 @@ def featmap_figures():
 
 
 # FeatMap: what the per-layer analysis and semantic-consistency jobs read.
-AFFINE_MAPPINGS = ("ridge", "procrustes", "linear")
+AFFINE_MAPPINGS = ("ridge", "procrustes", "ridge_relative", "procrustes_relative", "linear")
 
 
 def map_file(backbone, layer, manipulation, mapping):

@@ -25,7 +25,8 @@ rule evaluate_baseline:
         "../workflow_scripts/evaluate_baseline.py"
 
 
-# Closed-form maps (ridge, Procrustes) from Gram matrices streamed over the train split.
+# Closed-form maps (ridge, Procrustes, and their relative-error fits) from Gram matrices of the
+# train split.
 rule fit_closed_form:
     input:
         original=features_of("{backbone}", "original"),
@@ -39,7 +40,7 @@ rule fit_closed_form:
     benchmark:
         f"{RESULTS}/benchmarks/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.tsv"
     wildcard_constraints:
-        mapping="ridge|procrustes",
+        mapping="ridge|procrustes|ridge_relative|procrustes_relative",
     conda:
         ENV
     threads: 1

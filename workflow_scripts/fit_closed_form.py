@@ -1,4 +1,5 @@
-"""Fit a closed-form map (ridge, Procrustes) on the train split and score it on every split."""
+"""Fit a closed-form map (ridge, Procrustes, or their relative-error fits) on the train split and
+score it on every split."""
 
 import sys
 

@@ -35,6 +35,8 @@ MAPPINGS = (
     "linear",
     "ridge",
     "procrustes",
+    "ridge_relative",
+    "procrustes_relative",
     "local_linear",
     "mlp",
     "cnn",

@@ -5,6 +5,12 @@ the C_out-vector y at the same position of the other map, through one affine map
 positions (a 1x1 convolution with bias), y ≈ W x + b. Both need only second moments of the data,
 so `GramAccumulator` streams blocks of rows once and the solvers work from its sums; a data set
 far larger than memory costs one pass.
+
+Plain least squares minimises the squared error in raw feature units, which the positions of
+large norm dominate; the FeatMap metric is the median over positions of the cosine, which counts
+every position alike. Weighting each row by its inverse squared norm (`direction_weights`) turns
+the squared error into a relative one, so that the fit tracks direction rather than norm at
+every position; the sums stay second moments, weighted.
 """
 
 import dataclasses
@@ -80,22 +86,53 @@ class AffineMap:
         return rows_to_maps(self.apply(feature_rows(features)), (n, h, w))
 
 
+def direction_weights(maps: np.ndarray, floor: float = 0.1) -> np.ndarray:
+    """Per-position weights 1 / |v|^2 that make a squared error relative to the norm of v.
+
+    A residual r at a position of norm |v| then counts |r|^2 / |v|^2, which bounds the position's
+    1 - cosine between v + r and v from above (for small r, 1 - cos ≈ |r_perp|^2 / (2 |v|^2)):
+    every position weighs alike, whatever its norm, as in the per-position median cosine. Norms
+    are floored at `floor` times the root-mean-square norm of their image, so that a nearly zero
+    vector (whose direction is noise) cannot take the fit over; an image of zero vectors gets
+    weight 0.
+
+    Args:
+        maps: Feature maps (N, C, H, W) whose positions' norms set the weights.
+        floor: The norm floor, as a share of each image's root-mean-square position norm.
+
+    Returns:
+        Float64 array (N, H, W).
+    """
+    if maps.ndim != 4:
+        raise ValueError(f"feature maps must be (N, C, H, W), got shape {maps.shape}")
+    if not (np.isfinite(floor) and floor >= 0):
+        raise ValueError(f"floor must be finite and >= 0, got {floor}")
+    norms = np.linalg.norm(np.asarray(maps, dtype=np.float64), axis=1)  # (N, H, W)
+    rms = np.sqrt(np.mean(np.square(norms), axis=(1, 2), keepdims=True))  # (N, 1, 1)
+    floored = np.maximum(norms, floor * rms)
+    weights = np.zeros_like(floored)
+    np.divide(1.0, np.square(floored), out=weights, where=floored > 0)
+    return weights
+
+
 class GramAccumulator:
     """Streams pairs of row blocks and keeps the sums an affine least-squares fit needs.
 
     Rows are accumulated in float64 after subtracting a fixed reference offset (the mean of the
     first block): centring with X^T X - n m m^T cancels catastrophically when the channel means are
     large against their spread, which shifting by a rough mean first avoids. Centred statistics do
-    not depend on the offset, so the fit is the same as from the raw rows.
+    not depend on the offset, so the fit is the same as from the raw rows. Rows may carry weights
+    (a weighted least-squares fit); every sum is then weighted, and unweighted rows count 1.
 
     Attributes:
         c_in: Channels of x.
         c_out: Channels of y.
         n: Rows seen so far.
-        xtx: (c_in, c_in) sum of outer products of the shifted x rows.
-        xty: (c_in, c_out) sum of outer products of the shifted x and y rows.
-        x_sum: (c_in,) column sums of the shifted x rows.
-        y_sum: (c_out,) column sums of the shifted y rows.
+        weight_sum: Sum of the rows' weights (n when no weights were given).
+        xtx: (c_in, c_in) weighted sum of outer products of the shifted x rows.
+        xty: (c_in, c_out) weighted sum of outer products of the shifted x and y rows.
+        x_sum: (c_in,) weighted column sums of the shifted x rows.
+        y_sum: (c_out,) weighted column sums of the shifted y rows.
         x_shift: (c_in,) offset subtracted from x (set by the first non-empty block).
         y_shift: (c_out,) offset subtracted from y.
     """
@@ -105,6 +142,7 @@ class GramAccumulator:
             raise ValueError(f"channel counts must be positive, got c_in={c_in}, c_out={c_out}")
         self.c_in, self.c_out = c_in, c_out
         self.n = 0
+        self.weight_sum = 0.0
         self.xtx = np.zeros((c_in, c_in))
         self.xty = np.zeros((c_in, c_out))
         self.x_sum = np.zeros(c_in)
@@ -112,8 +150,9 @@ class GramAccumulator:
         self.x_shift: np.ndarray | None = None
         self.y_shift: np.ndarray | None = None
 
-    def update(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Add a block of paired rows: x (n, c_in) maps to y (n, c_out)."""
+    def update(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add a block of paired rows: x (n, c_in) maps to y (n, c_out), with optional weights
+        (n,), finite and >= 0."""
         # 1. Check inputs
         if x.ndim != 2 or x.shape[1] != self.c_in:
             raise ValueError(f"x must be (n, c_in={self.c_in}), got shape {x.shape}")
@@ -121,6 +160,8 @@ class GramAccumulator:
             raise ValueError(f"y must be (n, c_out={self.c_out}), got shape {y.shape}")
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x and y differ in rows: {x.shape[0]} vs {y.shape[0]}")
+        if weights is not None and weights.shape != (x.shape[0],):
+            raise ValueError(f"weights must be ({x.shape[0]},), one per row, got {weights.shape}")
         if x.shape[0] == 0:
             return
         x = np.asarray(x, dtype=np.float64)
@@ -128,54 +169,75 @@ class GramAccumulator:
         for name, rows in (("x", x), ("y", y)):
             if not np.isfinite(rows).all():
                 raise ValueError(f"{name} contains NaN or Inf")
+        if weights is not None and not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise ValueError("weights must be finite and >= 0")
         # 2. Fix the reference offset on the first block
         if self.x_shift is None:
             self.x_shift, self.y_shift = x.mean(axis=0), y.mean(axis=0)
-        # 3. Accumulate the sums of the shifted rows
+        # 3. Accumulate the (weighted) sums of the shifted rows
         x = x - self.x_shift
         y = y - self.y_shift
+        weighted = x if weights is None else x * weights[:, None]
         self.n += x.shape[0]
-        self.xtx += x.T @ x
-        self.xty += x.T @ y
-        self.x_sum += x.sum(axis=0)
-        self.y_sum += y.sum(axis=0)
+        self.weight_sum += x.shape[0] if weights is None else float(weights.sum())
+        self.xtx += weighted.T @ x
+        self.xty += weighted.T @ y
+        self.x_sum += weighted.sum(axis=0)
+        self.y_sum += y.sum(axis=0) if weights is None else weights @ y
 
-    def update_maps(self, x_maps: np.ndarray, y_maps: np.ndarray) -> None:
-        """Add paired feature maps (N, c_in, H, W) and (N, c_out, H, W), each position a row."""
+    def update_maps(
+        self, x_maps: np.ndarray, y_maps: np.ndarray, weights: np.ndarray | None = None
+    ) -> None:
+        """Add paired feature maps (N, c_in, H, W) and (N, c_out, H, W), each position a row,
+        with optional weights (N, H, W), one per position."""
         if x_maps.ndim != 4 or y_maps.ndim != 4 or x_maps.shape[2:] != y_maps.shape[2:]:
             raise ValueError(
                 f"feature maps must be (N, C, H, W) on one grid, got {x_maps.shape} vs "
                 f"{y_maps.shape}"
             )
-        self.update(feature_rows(x_maps), feature_rows(y_maps))
+        if weights is not None:
+            expected = (x_maps.shape[0], *x_maps.shape[2:])
+            if weights.shape != expected:
+                raise ValueError(f"weights must be (N, H, W) = {expected}, got {weights.shape}")
+            weights = weights.reshape(-1)  # (N, H, W) -> (N*H*W,), the order of feature_rows
+        self.update(feature_rows(x_maps), feature_rows(y_maps), weights)
 
     def means(self) -> tuple[np.ndarray, np.ndarray]:
-        """Column means of x (c_in,) and y (c_out,) over all rows seen."""
+        """(Weighted) column means of x (c_in,) and y (c_out,) over all rows seen."""
         self._check_not_empty()
-        return self.x_shift + self.x_sum / self.n, self.y_shift + self.y_sum / self.n
+        return (
+            self.x_shift + self.x_sum / self.weight_sum,
+            self.y_shift + self.y_sum / self.weight_sum,
+        )
 
     def centred(self) -> tuple[np.ndarray, np.ndarray]:
-        """Centred scatter matrices Sxx_c (c_in, c_in) and Sxy_c (c_in, c_out)."""
+        """(Weighted) centred scatter matrices Sxx_c (c_in, c_in) and Sxy_c (c_in, c_out)."""
         self._check_not_empty()
-        sxx = self.xtx - np.outer(self.x_sum, self.x_sum) / self.n
-        sxy = self.xty - np.outer(self.x_sum, self.y_sum) / self.n
+        sxx = self.xtx - np.outer(self.x_sum, self.x_sum) / self.weight_sum
+        sxy = self.xty - np.outer(self.x_sum, self.y_sum) / self.weight_sum
         return sxx, sxy
 
     def _check_not_empty(self) -> None:
         if self.n == 0:
             raise ValueError("no rows accumulated; call update() first")
+        if self.weight_sum <= 0:
+            raise ValueError("every row accumulated so far has weight 0")
 
 
-def solve_ridge(acc: GramAccumulator, gamma: float = 1.0) -> AffineMap:
+def solve_ridge(acc: GramAccumulator, gamma: float = 1.0, standardised: bool = False) -> AffineMap:
     """Affine ridge regression: minimise sum |y - W x - b|^2 + gamma |W|_F^2 (b not penalised).
 
     Solved through the centred normal equations, W^T = (Sxx_c + gamma I)^-1 Sxy_c and
     b = mean(y) - W mean(x), by Cholesky. Where that matrix is singular or too ill-conditioned
     (gamma = 0 with collinear channels), falls back to the least-squares (minimum-norm) solution.
+    Weighted sums (rows with weights) give the weighted fit.
 
     Args:
         acc: Sums of the training rows.
         gamma: Ridge penalty on the weight, in units of the summed squared error (not per row).
+        standardised: Penalise W as a ridge on per-channel standardised inputs would, with
+            gamma (diag Sxx_c / n) in the place of gamma I: the fit then does not depend on the
+            scale of any input channel, nor on the scale of the row weights.
 
     Returns:
         The fitted map.
@@ -184,7 +246,8 @@ def solve_ridge(acc: GramAccumulator, gamma: float = 1.0) -> AffineMap:
         raise ValueError(f"gamma must be finite and >= 0, got {gamma}")
     sxx, sxy = acc.centred()
     mean_x, mean_y = acc.means()
-    system = sxx + gamma * np.eye(acc.c_in)
+    penalty = np.diag(sxx) / acc.n if standardised else np.ones(acc.c_in)
+    system = sxx + gamma * np.diag(penalty)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
