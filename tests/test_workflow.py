@@ -118,7 +118,8 @@ def test_featmap_fits_every_mapping_type_where_the_subset_selects(study):
     subset = fits[(fits.manipulation == "rot90") & (fits.layer == "layer3")]
     assert set(subset.mapping) == set(study["config"]["mappings"])
     elsewhere = set(fits[fits.manipulation != "rot90"].mapping)
-    assert elsewhere == {"identity", "ridge", "procrustes"}  # closed form and baselines only
+    # closed form and baselines only
+    assert elsewhere == {"identity", "ridge", "ridge_relative", "procrustes"}
     # spatial_first: Procrustes and the transformer rotate the originals first on rot90
     first = subset[subset.comparison == "mapped_vs_manipulated_spatial_first"]
     assert set(first.mapping) == {"procrustes", "transformer"}
@@ -127,7 +128,7 @@ def test_featmap_fits_every_mapping_type_where_the_subset_selects(study):
     semantic = semantic[semantic.manipulation == "rot90"]
     assert set(semantic[semantic.layer == "layer3"].mapping) == set(study["config"]["mappings"])
     analysis = table[(table.stage == "analysis") & (table.metric == "effective_rank")]
-    assert {"ridge", "procrustes", "linear"} <= set(analysis.mapping)
+    assert {"ridge", "ridge_relative", "procrustes", "linear"} <= set(analysis.mapping)
     assert set(analysis.comparison) <= {"standardised", "standardised_spatial_first"}
 
 
@@ -143,7 +144,8 @@ def test_every_semantic_row_depends_on_what_the_mapping_maps(study):
     # position-wise map maps too; a grid-only mapping would score like the original, so it has
     # no rows there.
     last = jsd[(jsd.backbone == "vit") & (jsd.manipulation == "rot90")]
-    assert set(last.mapping) == {"identity", "ridge", "procrustes"}  # fitted there; not spatial
+    # the mappings fitted there, without the spatial baseline
+    assert set(last.mapping) == {"identity", "ridge", "ridge_relative", "procrustes"}
     value = last.set_index("mapping").value
     assert value["identity"] < 1e-6 < value["ridge"]
 
