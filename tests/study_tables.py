@@ -16,6 +16,7 @@ from featlab.io import write_json
 from featlab.lens import LensSettings
 from featlab.tables import COLUMNS, MAPPINGS
 
+MAX_FIGURE_SIDE = 2000  # pixels: the most a figure may be wide or high at the default dpi
 GEOMETRIC = ("rot90", "rot180", "rot270", "flip_h", "flip_v")
 LEVELS = {  # typical test cosine of each mapping, before noise
     "identity": 0.55,

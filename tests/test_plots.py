@@ -3,12 +3,18 @@
 import numpy as np
 import pytest
 from PIL import Image
-from study_tables import DEFAULT_STUDY, GEOMETRIC, TINY_STUDY, synthetic_table, write_lens_case
+from study_tables import (
+    DEFAULT_STUDY,
+    GEOMETRIC,
+    MAX_FIGURE_SIDE,
+    TINY_STUDY,
+    synthetic_table,
+    write_lens_case,
+)
 
 from featlab import plots
 from featlab.lens import draw_strip
 
-MAX_SIDE = 2000  # pixels: a figure's width and height at the default dpi
 TABLE_FIGURES = (
     plots.plot_cosine_by_layer,
     plots.plot_relative_cosine,
@@ -26,8 +32,8 @@ ARTIFACT_SHAPES = {
 
 def assert_fits(path) -> None:
     width, height = Image.open(path).size
-    assert width <= MAX_SIDE, f"{path.name} is {width} px wide"
-    assert height <= MAX_SIDE, f"{path.name} is {height} px high"
+    assert width <= MAX_FIGURE_SIDE, f"{path.name} is {width} px wide"
+    assert height <= MAX_FIGURE_SIDE, f"{path.name} is {height} px high"
 
 
 @pytest.mark.parametrize("shape", [DEFAULT_STUDY, TINY_STUDY], ids=["default", "tiny"])
