@@ -156,6 +156,20 @@ def test_cosine_by_layer_draws_one_panel_per_manipulation_and_one_legend(drawn):
     assert len(ax.lines) == 2 * len(plots.MAPPING_ORDER) + 1  # and the dotted divider
 
 
+def test_cosine_by_layer_spreads_cosines_near_1_as_far_as_their_errors_differ(drawn):
+    plots.plot_cosine_by_layer(synthetic_table(DEFAULT_STUDY), "unused.png", plots.PlotSettings())
+    ax = drawn[0].axes[0]
+    heights = [ax.transData.transform((0, c))[1] for c in (0.9, 0.99, 0.999)]
+    assert heights[2] - heights[1] == pytest.approx(heights[1] - heights[0])
+    low, high = ax.get_ylim()  # the panel's values, not 0 to 1
+    values = (
+        synthetic_table(DEFAULT_STUDY)
+        .query("stage == 'mapping' and metric == 'cosine_median' and manipulation == 'flip_h'")
+        .value
+    )
+    assert low < values.min() < values.max() < high < 1
+
+
 def test_rank_curves_put_backbones_in_columns_and_layers_in_rows(drawn):
     plots.plot_rank_curves(synthetic_table(DEFAULT_STUDY), "unused.png", plots.PlotSettings())
     grid = drawn[0].axes[0].get_subplotspec().get_gridspec()

@@ -107,11 +107,37 @@ def _label_layer_axis(
         ax.axvline(left - 1, color="0.5", linestyle=":", linewidth=1)
 
 
+COSINE_TICKS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+
+
+def _cosine_scale(ax: plt.Axes, values: pd.Series) -> None:
+    """A y axis even in -log(1 - cosine): 0.9, 0.99 and 0.999 equally far apart, so that mappings
+    close to 1 part as far as their errors differ, while the baselines stay in view."""
+    closest = 1 - 1e-6  # a cosine of 1 would lie at infinity
+
+    def forward(c):
+        return -np.log1p(-np.minimum(c, closest))
+
+    def inverse(y):
+        return -np.expm1(-y)
+
+    # the panel's values with a margin of 5% of their span, in the scale's units
+    low, high = forward(np.nanmin(values)), forward(np.nanmax(values))
+    margin = 0.05 * max(high - low, 0.1)
+    low, high = inverse(low - margin), inverse(high + margin)
+    ax.set_yscale("function", functions=(forward, inverse))
+    ax.set_ylim(low, high)
+    ticks = [t for t in COSINE_TICKS if low <= t <= high]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
 def plot_cosine_by_layer(
     table: pd.DataFrame, path: str | os.PathLike, settings: PlotSettings
 ) -> None:
     """One panel per manipulation: the metric by layer, every backbone's layers side by side, one
-    line per mapping; each panel's y axis spans its own values, so that close mappings part."""
+    line per mapping. Each panel's y axis spans its own values, for a cosine even in its error
+    -log(1 - cosine), so that mappings close to 1 part."""
     rows = table[
         (table.stage == "mapping")
         & (table.metric == settings.metric)
@@ -125,7 +151,7 @@ def plot_cosine_by_layer(
     positions, labels, backbones = _layer_axis(rows)
     # about square, with one slot more for the legend
     columns = int(np.ceil(np.sqrt(len(manipulations) + 1)))
-    width = max(2.4, 0.42 * (len(positions) + len(backbones)))  # inches per panel
+    width = max(2.4, 0.36 * (len(positions) + len(backbones)))  # inches per panel
     fig, axes = _wrapped_grid(len(manipulations), columns, (width, 0.9 * settings.panel_size + 1))
     colours = _colours(m for m in MAPPING_ORDER if m in set(rows.mapping))
     for ax, manipulation in zip(axes, manipulations, strict=False):
@@ -135,6 +161,8 @@ def plot_cosine_by_layer(
             xs = [positions[(backbone, layer)] for layer in line.index]
             ax.plot(xs, line.value, marker="o", markersize=4, color=colours[mapping])
         _label_layer_axis(ax, positions, labels, backbones)
+        if settings.metric.startswith("cosine"):
+            _cosine_scale(ax, panel.value)
         ax.tick_params(axis="y", labelsize=TICK_SIZE)
         ax.set_title(manipulation, fontsize=TITLE_SIZE)
         ax.grid(alpha=0.3)
