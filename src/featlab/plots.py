@@ -316,8 +316,8 @@ def plot_linear_structure(
                 ax.fill_between(
                     range(len(layers)), values["min"], values["max"], color=colour, alpha=0.2
                 )
-            ax.set_xticks(range(len(layers)), layers, rotation=45, fontsize=7)
-            ax.set_title(f"{backbone} · {metric}", fontsize=8)
+            ax.set_xticks(range(len(layers)), layers, rotation=45, fontsize=TICK_SIZE)
+            ax.set_title(f"{backbone} · {metric}", fontsize=TITLE_SIZE)
             ax.grid(alpha=0.3)
     _legend(fig, colours)
     _save(fig, path, settings)
