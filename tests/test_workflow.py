@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from study_tables import MAX_FIGURE_SIDE
 from tiny_editors import save_tiny_editor
 from tiny_study import REPO, SNAKEMAKE, TINY, copy_workflow, planned_jobs, snakemake
 
@@ -100,6 +101,10 @@ def test_full_run_writes_the_table_and_figures(study):
     assert set(inversion.n) == {4}
     for figure in ("inversion_scores.png", "featinv/cnn/layer3/rot90.png"):
         assert (results / "figures" / figure).stat().st_size > 0
+    # every figure fits a page (test_plots.py checks the default study's shapes)
+    for figure in (results / "figures").rglob("*.png"):
+        width, height = Image.open(figure).size
+        assert max(width, height) <= MAX_FIGURE_SIDE, f"{figure.name} is {width} x {height} px"
     # provenance: the resolved config (defaults filled) and the versions that produced the study
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["study"] == provenance["config"]["study"] == "tiny"

@@ -693,23 +693,29 @@ def draw_strip(
     path: str | os.PathLike,
     scale: int = 2,
 ) -> None:
-    """One row per morph: its frames from the source to the final frame, each with the driving
-    classifier's target probability."""
+    """One row per method and variant, one block of columns per budget: each morph's frames from
+    the source to the final frame, each with the driving classifier's target probability."""
     frames = load_file(frames_path)
     case, records = _morph_records(morphs_path)
+    rows = list(dict.fromkeys(f"{r['method']}\n{r['variant']}" for r in records))
+    budgets = list(dict.fromkeys(r["budget"] for r in records))
     n_frames, height = next(iter(frames.values())).shape[:2]
-    tile, label_width, header, gap = height * scale, 250, 28, 14
+    tile, label_width, header, gap = height * scale, 250, 56, 14
+    block = n_frames * tile + gap  # one budget's frames and the space after them
     font = _font(max(10, tile // 10))
-    size = (label_width + n_frames * tile, header + len(records) * (tile + gap))
+    size = (label_width + len(budgets) * block, header + len(rows) * (tile + gap))
     canvas = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 4), f"{case['backbone']}: {case['case']}", fill="black", font=font)
-    for row, record in enumerate(records):
-        top = header + row * (tile + gap)
-        name = f"{record['method']}\n{record['variant']}\nL2 = {record['budget']:g}"
-        draw.multiline_text((4, top + tile // 4), name, fill="black", font=font)
+    for column, budget in enumerate(budgets):
+        draw.text((label_width + column * block, header // 2), f"L2 = {budget:g}", "black", font)
+    for row, name in enumerate(rows):
+        draw.multiline_text((4, header + row * (tile + gap) + tile // 4), name, "black", font)
+    for record in records:
+        top = header + rows.index(f"{record['method']}\n{record['variant']}") * (tile + gap)
+        start = label_width + budgets.index(record["budget"]) * block
         for t, picture in enumerate(frames[record["comparison"]]):
-            left = label_width + t * tile
+            left = start + t * tile
             canvas.paste(Image.fromarray(picture).resize((tile, tile), Image.NEAREST), (left, top))
             probability = record["frame_target_probability"][t]
             draw.text((left + 2, top + tile), f"p={probability:.2f}", fill="black", font=_font(10))
