@@ -86,8 +86,9 @@ def script_errors(driver) -> list[dict]:
 
 
 def shown_image(driver, seen: Collection[str] = ()) -> dict | None:
-    """The image result on display once the browser is done loading it: its path and size (a
-    width of 0 if it failed to decode); None while it loads or while a path in `seen` shows.
+    """The image result on display once the browser is done loading it: its path, its size (a
+    width of 0 if it failed to decode) and whether it is shown whole, scaled to fit or not, inside
+    the window's width and the page; None while it loads or while a path in `seen` shows.
 
     Reads the report app's own state (`app`, `results`: globals of Snakemake's report) to tell
     which result the displayed <img> should be.
@@ -98,7 +99,10 @@ def shown_image(driver, seen: Collection[str] = ()) -> dict | None:
         if (path === undefined || app.state.content !== "img") return null;
         const img = [...document.images].find((i) => i.src === results[path].data_uri);
         if (img === undefined || !img.complete) return null;
-        return {path: path, width: img.naturalWidth, height: img.naturalHeight};
+        const box = img.getBoundingClientRect();
+        const whole = box.left >= 0 && box.right <= window.innerWidth && box.width > 0
+            && Math.abs(box.width / box.height - img.naturalWidth / img.naturalHeight) < 0.02;
+        return {path: path, width: img.naturalWidth, height: img.naturalHeight, whole: whole};
         """
     )
     return None if image is None or image["path"] in seen else image
@@ -147,6 +151,7 @@ def test_report_shows_every_figure_of_the_study(browser, report, study):
                 button.click()
                 image = WebDriverWait(browser, TIMEOUT).until(lambda d: shown_image(d, shown))
                 assert image["width"] > 0, f"{image['path']} did not load"
+                assert image["whole"], f"{image['path']} does not fit a 1400 px wide window"
                 shown[image["path"]] = (image["width"], image["height"])
                 name = Path(image["path"]).stem
                 browser.save_screenshot(str(ARTIFACTS / f"report-{name}.png"))
