@@ -69,16 +69,20 @@ def git_state(checkout: str | os.PathLike) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(changes)}
 
 
-def provenance(config: dict, git: dict[str, Any] | None) -> dict[str, Any]:
+def provenance(
+    config: dict, git: dict[str, Any] | None, image_manifest: str | None = None
+) -> dict[str, Any]:
     """The provenance record of a study.
 
     Args:
         config: the resolved config, as the workflow validated it and filled its defaults.
         git: `git_state` of the workflow's checkout, or None where it is not a git checkout.
+        image_manifest: the manifest digest of a real data set's files (featlab.data.manifest),
+            as the original image store records it; None for the shapes world.
 
     Returns:
         A JSON-ready dict: study, time written (UTC), featlab version, commit and dirty flag,
-        Python version and platform, package versions, and the config.
+        Python version and platform, package versions, the config and the image manifest.
     """
     git = git or {"commit": None, "dirty": None}
     return {
@@ -89,4 +93,5 @@ def provenance(config: dict, git: dict[str, Any] | None) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": package_versions(),
         "config": config,
+        "image_manifest": image_manifest,
     }
