@@ -17,6 +17,9 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	# --no-compile: byte-compiling every installed module took half the install; Python compiles
 	# and caches what it imports on first use (see PYTHONDONTWRITEBYTECODE above).
 	$(BIN)/pip install --quiet --no-compile -c constraints.txt -r requirements.txt -e .
+	# `import timm` then works in any process of the environment, not only after featlab's own
+	# imports (featlab._startup: an import hook that runs featlab._compat before torchvision).
+	$(BIN)/python -m featlab._startup
 	touch $@
 
 demo: venv

@@ -11,7 +11,14 @@
 #   inversions/{backbone}/{layer}/{manipulation}/[{mapping}/]  reconstructions and their scores
 #   tables/metrics.csv, figures/                            the aggregated study
 #   provenance.json                                         config, code and package versions
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from featlab.schema import config_error
 
 min_version("9.0")
 
@@ -23,7 +30,11 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-validate(config, "schemas/config.schema.yaml")
+# A violation is reported as the key, the value and what is expected (featlab.schema).
+try:
+    validate(config, "schemas/config.schema.yaml")
+except WorkflowError as error:
+    raise WorkflowError(config_error(error)) from None
 
 
 report: "report/workflow.rst"

@@ -1,13 +1,15 @@
 """FeatInv benchmark: the fast sampler against the DDIM-50 reference, and stored against
 recomputed features in training, on one trained model of a study, in one run.
 
-Sampling: the reference is DDIM, 50 steps, eta 0, guidance 1.75, fp32, batch 1 (FeatInv's
-sampler, run image by image); the fast sampler is the study's `featinv.sample` (scheduler, steps,
-batch size). Both start from the same noise. Reported: images/s of each and the speed-up, the
-agreement of the two samplers' images (SSIM, MSE), and for each sampler SSIM and LPIPS against
-the ground-truth images, the median cosine between the backbone's features of its images and the
-conditioning features, and the classifier's top-1 agreement with the source images; and the
-baseline to beat, the SSIM of the mean train image against the ground truth.
+Sampling: the reference is DDIM, 50 steps, eta 0, leading timestep spacing, fp32, batch 1
+(FeatInv's sampler, run image by image; guidance as `featinv.settings.resolve_guidance` picks it
+for the model: 1.75 for a pretrained base, off for the scratch one); the fast sampler is the
+study's `featinv.sample` (scheduler, steps, spacing, batch size), and is run again with the other
+timestep spacing (leading against trailing). All start from the same noise. Reported: images/s of
+each and the speed-up, the agreement of the two samplers' images (SSIM, MSE), and for each sampler
+SSIM and LPIPS against the ground-truth images, the median cosine between the backbone's features
+of its images and the conditioning features, and the classifier's top-1 agreement with the source
+images; and the baseline to beat, the SSIM of the mean train image against the ground truth.
 
 Training: steps/s of the training step with features read from the feature store (what the
 pipeline does) against the same step with the backbone recomputing the batch's features first.
@@ -66,6 +68,10 @@ def bench_sampling(
     reference = dataclasses.replace(REFERENCE, batch_size=1, device="cpu")
     ref_images, ref_seconds = timed(sample, model, features, reference)
     fast_images, fast_seconds = timed(sample, model, features, fast)
+    other = dataclasses.replace(
+        fast, spacing="leading" if fast.spacing != "leading" else "trailing"
+    )
+    other_images = sample(model, features, other)
     n = len(features)
     return {
         "images": n,
@@ -75,9 +81,15 @@ def bench_sampling(
             **sampler_scores(ref_images, truth, features, source, probe, lpips),
         },
         "fast": {
-            "sampler": f"{fast.scheduler}-{fast.steps}, fp32, batch {fast.batch_size}",
+            "sampler": f"{fast.scheduler}-{fast.steps} {fast.spacing}, batch {fast.batch_size}",
             "images_per_s": n / fast_seconds,
             **sampler_scores(fast_images, truth, features, source, probe, lpips),
+        },
+        # The same sampler with the other timestep spacing (leading: diffusers' default).
+        f"fast_{other.spacing}": {
+            "sampler": f"{other.scheduler}-{other.steps} {other.spacing}",
+            **sampler_scores(other_images, truth, features, source, probe, lpips),
+            "vs_reference_ssim": float(ssim(other_images, ref_images).mean()),
         },
         "speedup": ref_seconds / fast_seconds,
         # The ceiling the model's resolution sets: the true images at that resolution.

@@ -111,6 +111,7 @@ rule provenance:
     input:
         rules.aggregate.output,
         rules.figures.input,
+        features=[features_of(backbone, "original") for backbone in BACKBONES],
     output:
         f"{RESULTS}/provenance.json",
     log:
@@ -132,6 +133,7 @@ rule provenance:
         config=tracked_config(),
         images=IMAGE_MANIFEST,
         git=git_state(workflow.basedir),
-        code=code_hash("provenance", "io"),
+        backbones=BACKBONES,
+        code=code_hash("provenance", "store", "io"),
     script:
         "../workflow_scripts/provenance.py"

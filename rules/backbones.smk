@@ -9,6 +9,8 @@ rule train_backbone:
         f"{RESULTS}/logs/models/{{backbone}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/models/{{backbone}}.tsv"
+    wildcard_constraints:
+        backbone=one_of(backbones_with("train")),
     conda:
         ENV
     # Small models and batches: one core each trains them nearly as fast as two, and both
@@ -23,6 +25,32 @@ rule train_backbone:
         code=code_hash("classifier", "backbones", "data", "io", "_compat"),
     script:
         "../workflow_scripts/train_backbone.py"
+
+
+# A backbone's random weights (weights: random), drawn once from its seed: every job of the
+# study reads this one network, and the feature stores record its sha256.
+rule init_backbone:
+    output:
+        weights=f"{RESULTS}/models/{{backbone}}/model.safetensors",
+        config=f"{RESULTS}/models/{{backbone}}/model.json",
+    log:
+        f"{RESULTS}/logs/models/{{backbone}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/models/{{backbone}}.tsv"
+    wildcard_constraints:
+        backbone=one_of(backbones_with("random")),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        backbone=backbone_config,
+        seed=lambda wildcards: config["backbones"][wildcards.backbone]["seed"],
+        code=code_hash("backbones", "io", "_compat"),
+    script:
+        "../workflow_scripts/init_backbone.py"
 
 
 # One shard of an image set (extraction.images_per_shard images) through one backbone: all
@@ -87,6 +115,7 @@ rule gather_features:
         mem_mb=2000,
         runtime=10,
     params:
+        accuracy=accuracy_written,
         code=code_hash("extract", "store", "metrics", "tables", "data", "io", "workers"),
     script:
         "../workflow_scripts/gather_features.py"

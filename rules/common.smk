@@ -14,10 +14,10 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("PYTHONPATH")])))
 
-from featlab.backbones import BackboneSpec, check_backbone
+from featlab.backbones import BackboneSpec, check_backbone, labels_match_head
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.data.sources import REQUIRED_SPLITS, survey
-from featlab.featinv.settings import check_patch_size
+from featlab.featinv.settings import check_patch_size, resolve_guidance
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import check_spec
 from featlab.runs import forget_run, record_run, release_stale_locks
@@ -174,17 +174,41 @@ check_manipulations()
 
 
 def backbone_config(wildcards):
-    """The backbone's section of the config, without its training recipe and input size."""
+    """The backbone's section of the config as a featlab.backbones.BackboneSpec takes it: without
+    its training recipe, input size, seed and statement about its head's classes."""
     section = config["backbones"][wildcards.backbone]
-    return {k: v for k, v in section.items() if k not in ("train", "input_size")}
+    planning = ("train", "input_size", "seed", "labels_match_head")
+    return {k: v for k, v in section.items() if k not in planning}
+
+
+def accuracy_written(wildcards):
+    """Whether the backbone's accuracy rows are written: where its head's classes are the data's
+    (featlab.backbones.labels_match_head)."""
+    section = config["backbones"][wildcards.backbone]
+    return labels_match_head(section["weights"], section["labels_match_head"])
+
+
+def backbones_with(weights):
+    """The backbones whose weights come from `weights` (train, hub, file or random)."""
+    return [name for name in BACKBONES if config["backbones"][name]["weights"] == weights]
+
+
+def image_side(backbone):
+    """The side of the images a backbone reads, where the config says it (else None: the model's
+    pretrained config decides)."""
+    data = config["data"]
+    stored = data["shapes"]["image_size"] if data["source"] == "shapes" else data["image_size"]
+    sides = (config["backbones"][backbone]["input_size"], config["extraction"]["input_size"])
+    return next((side for side in sides if side), stored)
 
 
 def check_backbones():
-    """Stop before any job on a model timm lacks, model_args it refuses, or a layer the model
-    lacks (featlab.backbones.check_backbone: built on the meta device, about 0.3 s each)."""
+    """Stop before any job on a model timm lacks, model_args it refuses, or layers that cannot
+    be stored: empty, repeated, unknown, a container or not a grid (featlab.backbones.
+    check_backbone: built and run on the meta device, about a second each)."""
     for name in BACKBONES:
         spec = BackboneSpec(**backbone_config(SimpleNamespace(backbone=name)))
-        check_backbone(spec, f"backbones.{name}")
+        check_backbone(spec, f"backbones.{name}", image_side(name))
 
 
 if workflow.is_main_process:  # cluster jobs parse the Snakefile again; planning checks once
@@ -200,8 +224,9 @@ def extraction_settings(wildcards):
 
 
 def trained_weights(wildcards):
-    """The pipeline-trained weights a backbone needs, if its weights come from training."""
-    if config["backbones"][wildcards.backbone]["weights"] != "train":
+    """The weights file the pipeline makes for a backbone: trained (weights: train) or drawn
+    once from its seed (weights: random); none for hub and file weights."""
+    if config["backbones"][wildcards.backbone]["weights"] not in ("train", "random"):
         return []
     return f"{RESULTS}/models/{wildcards.backbone}/model.safetensors"
 
@@ -364,7 +389,8 @@ LENS_CASES = {
     f"{case['source']}_to_{case['target']}_{case.get('image', 0)}": case
     for case in config["lens"]["cases"]
 }
-LENS_DRIVERS = config["lens"]["backbones"] or BACKBONES
+# null: every backbone drives; [] none (as no cases do).
+LENS_DRIVERS = BACKBONES if config["lens"]["backbones"] is None else config["lens"]["backbones"]
 
 
 def check_lens_config():
@@ -397,7 +423,7 @@ def lens_backbones():
 
 
 def lens_weight_files():
-    """Each backbone's pipeline-trained weights, or None where its weights come from elsewhere."""
+    """Each backbone's pipeline-made weights, or None where its weights come from elsewhere."""
     files = {name: trained_weights(SimpleNamespace(backbone=name)) for name in BACKBONES}
     return {name: path or None for name, path in files.items()}
 
@@ -415,7 +441,7 @@ def lens_metrics():
 
 def lens_figures():
     """Every driver's frame strips and GIFs, and the summary figure; none without cases."""
-    if not LENS_CASES:
+    if not LENS_CASES or not LENS_DRIVERS:
         return []
     return [*expand(rules.lens_strips.output, backbone=LENS_DRIVERS), *rules.plot_lens.output]
 
@@ -428,15 +454,22 @@ FEATINV_CODE = code_hash(
 
 
 def featinv_model():
-    """featinv.model, after the check a job would make only when it runs: the patch size."""
+    """featinv.model, after the checks a job would make only when it runs: the patch size, and
+    whether the sampler's guidance reads a branch the training draws."""
     model = FEATINV["model"]
     check_patch_size(model["base"], model["resolution"], model["patch_size"])
+    resolve_guidance(
+        model["base"], FEATINV["sample"]["guidance"], FEATINV["train"]["prompt_drop_prob"]
+    )
     return model
 
 
 def featinv_layers():
-    """(backbone, layer) pairs that get a FeatInv model: the configured ones, else each deepest."""
-    chosen = FEATINV["layers"] or {b: config["backbones"][b]["layers"][-1:] for b in BACKBONES}
+    """(backbone, layer) pairs that get a FeatInv model: the configured ones, each backbone's
+    deepest for null, none for {} (the default: a study without a featinv section has none)."""
+    chosen = FEATINV["layers"]
+    if chosen is None:
+        chosen = {b: config["backbones"][b]["layers"][-1:] for b in BACKBONES}
     for backbone, layers in chosen.items():
         stored = config["backbones"].get(backbone, {}).get("layers", [])
         unknown = [layer for layer in layers if layer not in stored]

@@ -53,7 +53,11 @@ rule analyse_maps:
         runtime=30,
     params:
         plan=analysis_plan,
-        analysis=config["featmap"]["analysis"],
+        # the standardised space floors channel stds as the trained maps do
+        analysis={
+            **config["featmap"]["analysis"],
+            "std_floor": config["featmap"]["training"]["std_floor"],
+        },
         code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
     script:
         "../workflow_scripts/analyse_maps.py"
@@ -82,6 +86,7 @@ rule semantic_consistency:
         backbone=backbone_config,
         plan=semantic_plan,
         semantic=config["featmap"]["semantic"],
+        accuracy=accuracy_written,
         code=code_hash(
             "mapping",
             "backbones",

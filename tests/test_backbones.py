@@ -15,6 +15,8 @@ from featlab.backbones import (
     capture_layers,
     forward_from_layer,
     hub_weights_file,
+    init_backbone,
+    labels_match_head,
     load_weights,
     save_backbone,
     sha256_of,
@@ -295,3 +297,27 @@ def test_hub_weights_are_read_from_the_cache_offline(tmp_path, monkeypatch):
     assert hub_weights_file(hub_spec, model) == str(cached)
     assert sha256_of(hub_weights_file(hub_spec, model)) == sha256_of(cached)
     assert hub_weights_file(spec, saved) is None  # random weights have no hub file
+
+
+def test_random_weights_are_one_network_per_seed(tmp_path):
+    """Issue 25: every job built its own random network; init_backbone draws it from a seed, in
+    any process, without touching the caller's generator, and the saved file rebuilds it."""
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first, again = init_backbone(RESNET, seed=7), init_backbone(RESNET, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    other = init_backbone(RESNET, seed=8)
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name])
+    assert not torch.equal(first.conv1.weight, other.conv1.weight)
+    save_backbone(first, RESNET, tmp_path / "model.safetensors", {"seed": 7})
+    loaded = build_backbone(RESNET, weights_path=tmp_path / "model.safetensors")
+    assert torch.equal(loaded.conv1.weight, first.conv1.weight)
+
+
+@pytest.mark.parametrize(
+    ("weights", "stated", "expected"),
+    [("train", None, True), ("hub", None, False), ("random", None, False), ("hub", True, True)],
+)
+def test_accuracy_needs_a_head_of_the_data_classes(weights, stated, expected):
+    assert labels_match_head(weights, stated) is expected

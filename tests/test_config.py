@@ -7,6 +7,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from featlab.schema import config_error
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
@@ -62,3 +64,23 @@ def test_a_wrong_value_is_reported_with_its_key():
     config["extraction"]["batch_size"] = 0
     with pytest.raises(WorkflowError, match=r"extraction.*batch_size|batch_size"):
         validate(config, str(SCHEMA))
+
+
+@pytest.mark.parametrize(
+    ("written", "spelling"),
+    [("1e-3", "1.0e-3"), ("5e4", "5.0e+4"), ("2.5e3", "2.5e+3"), ("-1E-5", "-1.0E-5")],
+)
+def test_a_number_yaml_reads_as_a_string_is_named_with_a_spelling_it_reads(written, spelling):
+    config = yaml.safe_load((REPO / "tests" / "data" / "tiny.yaml").read_text())
+    text = yaml.safe_dump(config).replace("lr: 0.001", f"lr: {written}")
+    config = yaml.safe_load(text)
+    assert config["featinv"]["train"]["lr"] == written  # PyYAML's YAML 1.1: a string
+    with pytest.raises(WorkflowError) as raised:
+        validate(config, str(SCHEMA))
+    message = config_error(raised.value)
+    assert message.startswith(
+        f"Error validating config file: config['featinv']['train']['lr']: '{written}' is not of"
+    )
+    assert message.endswith(f"write {spelling}")
+    assert "\n" not in message  # the key, the value and the expectation: not the schema
+    assert yaml.safe_load(f"lr: {spelling}")["lr"] == float(written)

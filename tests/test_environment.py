@@ -1,6 +1,9 @@
 """The conda environment and the pip install pin the same versions, and every rule names the env."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -48,3 +51,18 @@ def test_every_rule_names_an_existing_conda_env():
     common = (REPO / "rules" / "common.smk").read_text()
     env = re.search(r'^ENV = "\.\./(.+)"$', common, re.MULTILINE).group(1)
     assert (REPO / env).is_file()
+
+
+def test_the_startup_file_lets_timm_import_first(tmp_path):
+    """`make venv` installs featlab._startup's .pth: a notebook's first `import timm` (before any
+    featlab import) must work, as torchvision's op schemas are defined on the way."""
+    from featlab._startup import write_pth
+
+    write_pth(tmp_path)
+    code = (
+        f"import site, sys; site.addsitedir({str(tmp_path)!r}); import timm; "
+        "assert 'featlab._compat' in sys.modules"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

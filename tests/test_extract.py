@@ -3,6 +3,7 @@
 import itertools
 import subprocess
 import sys
+import warnings
 
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
 
@@ -237,3 +238,17 @@ def test_float32_features_are_stored_as_numpy_rounds_them_to_float16(tmp_path):
         writer.append({"layer": values, "logits": np.zeros((5, 1), np.float32)})
     stored = FeatureStore(tmp_path / "f.zarr").read("layer", dtype=np.float16)
     np.testing.assert_array_equal(stored, values.astype(np.float16))
+
+
+def test_gathering_snakemake_marked_shards_warns_nothing(tmp_path, images):
+    """Snakemake puts `.snakemake_timestamp` in every directory output; Zarr warned about it in
+    every feature log."""
+    model = build_backbone(RESNET)
+    shards = [tmp_path / "0.zarr", tmp_path / "1.zarr"]
+    for shard, image_range in zip(shards, [(0, 6), (6, len(images))], strict=True):
+        extract_features(model, RESNET, images, shard, ExtractSettings(), {}, image_range)
+        (shard / ".snakemake_timestamp").touch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gather_shards(tmp_path / "all.zarr", shards, len(images))
+        assert len(FeatureStore(tmp_path / "all.zarr")) == len(images)

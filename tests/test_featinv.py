@@ -15,7 +15,8 @@ from skimage.metrics import structural_similarity
 from featlab.featinv import evaluate, scores, train
 from featlab.featinv import model as featinv_model
 from featlab.featinv.model import FeatInvModel, FeatureHintBlock, ModelSettings, build_model
-from featlab.featinv.sample import SampleSettings, sample
+from featlab.featinv.sample import SampleSettings, make_scheduler, sample
+from featlab.featinv.settings import SCRATCH, resolve_guidance
 from featlab.featinv.train import TrainingData, TrainSettings, step_draws, train_featinv
 
 TINY_UNET = {
@@ -94,11 +95,17 @@ def test_untrained_controlnet_leaves_the_base_prediction_unchanged():
         assert not torch.allclose(first, base)
 
 
-def test_hint_and_prompt_are_dropped_together_at_the_configured_rate():
-    settings = TrainSettings(batch_size=50, drop_prob=0.15)
+def test_training_drops_both_at_drop_prob_and_the_prompt_alone_at_prompt_drop_prob():
+    settings = TrainSettings(batch_size=50, drop_prob=0.15, prompt_drop_prob=0.1)
     noise = DDPMScheduler()
-    masks = torch.cat([step_draws(settings, s, (10, 3, 8, 8), noise)[3] for s in range(200)])
-    assert abs(float(1 - masks.mean()) - 0.15) < 0.015
+    draws = [step_draws(settings, s, (10, 3, 8, 8), noise) for s in range(200)]
+    hint = torch.cat([d[3] for d in draws])
+    prompt = torch.cat([d[4] for d in draws])
+    assert abs(float(1 - hint.mean()) - 0.15) < 0.015  # the paper's joint drop
+    # guidance's unconditional branch (hint kept, prompt dropped) is trained...
+    assert abs(float((hint * (1 - prompt)).mean()) - 0.1) < 0.015
+    # ...and a hint is never dropped with the prompt kept
+    assert not bool(((1 - hint) * prompt).any())
     model = build_model(tiny_settings(), CHANNELS)
     seen = []
     original = model.predict
@@ -112,8 +119,71 @@ def test_hint_and_prompt_are_dropped_together_at_the_configured_rate():
         0,
         torch.device("cpu"),
     )
+    _, _, _, hint_keep, prompt_keep = step_draws(
+        dataclasses.replace(settings, batch_size=8), 0, (6, 3, 8, 8), noise
+    )
+    torch.testing.assert_close(seen[0], (hint_keep, prompt_keep))
+
+
+def test_guidance_is_off_for_the_scratch_base_and_needs_a_trained_branch_elsewhere():
+    assert resolve_guidance(SCRATCH, None, 0.0) == 1.0  # a constant prompt: nothing to guide
+    assert resolve_guidance("some/pretrained-base", None, 0.1) == 1.75  # the paper's
+    assert resolve_guidance("some/pretrained-base", 1.0, 0.0) == 1.0
+    with pytest.raises(ValueError, match=r"featinv\.train\.prompt_drop_prob"):
+        resolve_guidance("some/pretrained-base", None, 0.0)
+    with pytest.raises(ValueError, match=r"featinv\.sample\.guidance 2\.0"):
+        resolve_guidance(SCRATCH, 2.0, 0.0)
+
+
+@pytest.mark.parametrize("guidance", [None, 2.0])
+def test_the_sampler_runs_the_branches_the_model_was_trained_on(guidance):
+    model = build_model(tiny_settings(), CHANNELS)
+    model.prompt_drop_prob = 0.1
+    seen = []
+    original = model.predict
+    model.predict = lambda *args: seen.append((args[3], args[4])) or original(*args)
+    features = torch.randn(2, CHANNELS, 3, 3)
+    sample(model, features, SampleSettings(steps=2, guidance=guidance))
     hint_keep, prompt_keep = seen[0]
-    torch.testing.assert_close(hint_keep, prompt_keep)
+    if guidance is None:  # the scratch base: one branch, hint and prompt
+        torch.testing.assert_close(hint_keep, torch.ones(2))
+        torch.testing.assert_close(prompt_keep, torch.ones(2))
+    else:  # (hint, no prompt) then (hint, prompt): the branches training drew
+        torch.testing.assert_close(hint_keep, torch.ones(4))
+        torch.testing.assert_close(prompt_keep, torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    model.prompt_drop_prob = 0.0  # a model whose training never dropped the prompt alone
+    if guidance is not None:
+        with pytest.raises(ValueError, match="never saw in training"):
+            sample(model, features, SampleSettings(steps=2, guidance=guidance))
+
+
+@pytest.mark.parametrize("scheduler", ["dpmsolver++", "unipc", "ddim"])
+def test_trailing_spacing_starts_the_few_step_samplers_at_pure_noise(scheduler):
+    config = build_model(tiny_settings(), CHANNELS).noise_config
+    trailing = make_scheduler(scheduler, config, "trailing")
+    trailing.set_timesteps(10)
+    assert int(trailing.timesteps[0]) == 999
+    leading = make_scheduler(scheduler, config, "leading")
+    leading.set_timesteps(10)
+    assert int(leading.timesteps[0]) == 900  # diffusers' default starts a tenth too late
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_normalise_features_decides_what_the_hint_block_reads(normalise):
+    model = build_model(tiny_settings(normalise_features=normalise), CHANNELS)
+    randomise(model.hint)
+    model.hint.set_statistics(torch.randn(16, CHANNELS, 3, 3) * 3 + 5)
+    features = torch.randn(2, CHANNELS, 3, 3) * 3 + 5
+    dropped = model.hint(features, keep=torch.zeros(2))
+    # A dropped hint is the zero input of the block: the mean feature when standardised, raw
+    # zeros (the paper's) when not.
+    mean = model.hint.feature_mean.view(1, -1, 1, 1).expand_as(features)
+    reference = mean if normalise else torch.zeros_like(features)
+    torch.testing.assert_close(dropped, model.hint(reference))
+    # the training statistics matter only when the block standardises
+    before = model.hint(features)
+    model.hint.set_statistics(torch.randn(16, CHANNELS, 3, 3) * 7 - 2)
+    assert torch.allclose(model.hint(features), before) is not normalise
 
 
 def fixed_loss(model: FeatInvModel, data: TrainingData) -> float:

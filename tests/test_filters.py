@@ -106,6 +106,19 @@ def test_footprints_of_a_resnet_are_its_receptive_fields(layer, footprint, strid
         assert np.abs(filters[..., [0, -1]]).sum((0, 1, 2)).all()
 
 
+def test_a_dilated_resnet_keeps_its_stride_and_widens_its_footprint():
+    # output_stride 8 (the default study's CNN) dilates layer3 instead of striding it: its
+    # 3x3 convolutions (dilations 1, 2, 2, 2 in timm) add 2 * d * 8 pixels each to layer2's 99.
+    settings = FilterSettings(neurons=2, patches=8)
+    decoded = decode_layer(
+        _resnet(output_stride=8), "layer3", _images(4, 32), NORMALISATION, settings
+    )
+    assert decoded.footprint.size == (99 + 8 * (2 + 4 + 4 + 4),) * 2
+    assert decoded.footprint.stride == (8, 8)
+    for filters in decoded.filters.values():
+        assert np.abs(filters[:, :, [0, -1]]).sum((0, 1, 3)).all()
+
+
 def test_substitution_predicts_a_random_resnet_at_least_as_well_as_deconvolution():
     settings = FilterSettings(neurons=8, patches=300, batch_size=100)
     decoded = decode_layer(_resnet(), "layer1", _images(16, 32), NORMALISATION, settings)

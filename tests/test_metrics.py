@@ -9,6 +9,7 @@ from featlab.metrics import (
     cosine_masked,
     cosine_median,
     cosine_per_position,
+    jsd,
     mse,
     pool_mask,
     summarise,
@@ -135,8 +136,34 @@ def test_pool_mask_identity_and_empty():
     assert not pool_mask(np.zeros((1, 9, 9), dtype=bool), (3, 3)).any()
 
 
-def test_summarise_skips_nan():
-    assert summarise(np.array([1.0, np.nan, 3.0])) == (2.0, 2)
-    mean, count = summarise(np.array([np.nan]))
+def test_summarise_refuses_nan_unless_the_metric_is_undefined_there():
+    # A NaN is a bug upstream: dropping it silently would shrink n and bias the mean.
+    with pytest.raises(ValueError, match="1 of 3 values are NaN"):
+        summarise(np.array([1.0, np.nan, 3.0]))
+    assert summarise(np.array([1.0, np.nan, 3.0]), undefined_ok=True) == (2.0, 2)
+    mean, count = summarise(np.array([np.nan]), undefined_ok=True)
     assert math.isnan(mean)
     assert count == 0
+
+
+def test_jsd_of_nearly_equal_logits_is_finite_and_near_zero(rng):
+    # scipy's jensenshannon(...) ** 2 rounds the inner sum below zero for about 40% of such pairs
+    # of ten classes, and its square root turns them into NaN.
+    logits = rng.normal(size=(2000, 10))
+    values = jsd(logits, logits + 1e-8 * rng.normal(size=logits.shape))
+    assert np.isfinite(values).all()
+    assert (values >= 0).all()
+    assert values.max() < 1e-12
+
+
+def test_jsd_agrees_with_scipy_where_scipy_is_stable(rng):
+    import scipy.spatial.distance
+    import scipy.special
+
+    p, q = rng.normal(size=(50, 7)) * 3, rng.normal(size=(50, 7)) * 3
+    reference = scipy.spatial.distance.jensenshannon(
+        scipy.special.softmax(p, axis=1), scipy.special.softmax(q, axis=1), base=2, axis=1
+    )
+    np.testing.assert_allclose(jsd(p, q), reference**2, rtol=1e-9, atol=1e-12)
+    # disjoint supports: 1 bit, with classes of probability exactly 0
+    np.testing.assert_allclose(jsd(np.array([[0.0, -np.inf]]), np.array([[-np.inf, 0.0]])), [1.0])

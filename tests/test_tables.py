@@ -3,7 +3,7 @@
 import pytest
 
 from featlab.io import write_json
-from featlab.tables import COLUMNS, aggregate, metric_row
+from featlab.tables import COLUMNS, aggregate, metric_row, without_accuracy
 
 
 def test_metric_row_fills_every_column():
@@ -39,3 +39,12 @@ def test_aggregate_is_sorted_and_independent_of_file_order(tmp_path):
     assert list(one.columns) == list(COLUMNS)
     assert list(one.stage) == ["classifier", "mapping", "mapping"]
     assert set(one.study) == {"demo"}
+
+
+def test_without_accuracy_keeps_every_row_that_needs_no_labels():
+    rows = [
+        metric_row("mapping", metric, 0.5, 4, split="test")
+        for metric in ("top1_accuracy", "top5_accuracy", "top1_agreement", "jsd", "entropy")
+    ]
+    kept = [row["metric"] for row in without_accuracy(rows)]
+    assert kept == ["top1_agreement", "jsd", "entropy"]

@@ -128,6 +128,24 @@ def test_featmap_fits_every_mapping_type_where_the_subset_selects(study):
     assert set(semantic[semantic.layer == "layer3"].mapping) == set(study["config"]["mappings"])
     analysis = table[(table.stage == "analysis") & (table.metric == "effective_rank")]
     assert {"ridge", "procrustes", "linear"} <= set(analysis.mapping)
+    assert set(analysis.comparison) <= {"standardised", "standardised_spatial_first"}
+
+
+def test_every_semantic_row_depends_on_what_the_mapping_maps(study):
+    table = pd.read_csv(
+        study["dir"] / "results" / "tiny" / "tables" / "metrics.csv", keep_default_na=False
+    )
+    jsd = table[(table.stage == "mapping") & table.comparison.str.startswith("original_vs_mapped")]
+    for (backbone, layer, manipulation), rows in jsd.groupby(["backbone", "layer", "manipulation"]):
+        if len(rows) > 1:
+            assert rows.value.nunique() > 1, f"{backbone} {layer} {manipulation}: one JSD for all"
+    # The tiny ViT's blocks.1 is its last block: the head reads only the class token, which a
+    # position-wise map maps too; a grid-only mapping would score like the original, so it has
+    # no rows there.
+    last = jsd[(jsd.backbone == "vit") & (jsd.manipulation == "rot90")]
+    assert set(last.mapping) == {"identity", "ridge", "procrustes"}  # fitted there; not spatial
+    value = last.set_index("mapping").value
+    assert value["identity"] < 1e-6 < value["ridge"]
 
 
 def test_second_run_has_nothing_to_do(study):

@@ -20,6 +20,7 @@ summary = prepare_images(
     on_error=data["on_error"],
     workers=snakemake.threads - 1,  # one thread writes the store
     attrs={"source": data["source"], "classes": classes, data["source"]: located[data["source"]]},
+    min_side=data["min_side"],
 )
 print(f"wrote {summary['n_images']} images, skipped {summary['n_skipped']}", file=sys.stderr)
 for skipped in summary["skipped"]:

@@ -94,7 +94,9 @@ def build_backbone(spec: BackboneSpec, weights_path: str | os.PathLike | None = 
             saved = json.loads(Path(path).with_suffix(".json").read_text())["spec"]
             spec = dataclasses.replace(spec, num_classes=saved["num_classes"])
         model = _create(spec, pretrained=False)
-        if spec.weights in ("train", "file"):
+        # Random weights come from a file too where the study made them once (init_backbone);
+        # without one they are drawn from torch's generator as it stands.
+        if path is not None:
             try:
                 model.load_state_dict(load_weights(path))
             except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
@@ -102,6 +104,32 @@ def build_backbone(spec: BackboneSpec, weights_path: str | os.PathLike | None = 
                     f"weights file {path} does not fit timm model {spec.model!r} with model_args "
                     f"{spec.model_args}; was it saved from another architecture?\n{error}"
                 ) from error
+    check_layers(model, spec.layers)
+    return model.eval()
+
+
+def labels_match_head(weights: str, stated: bool | None) -> bool:
+    """Whether a backbone's head classes are the data set's labels, so accuracy means something.
+
+    Args:
+        weights: The backbone's weight source: a head trained in the pipeline (train) learnt the
+            data's classes; a pretrained, file or random head has its own.
+        stated: The config's statement (`labels_match_head`), which wins where it is given, e.g.
+            true for ImageNet data on an ImageNet head.
+    """
+    return weights == "train" if stated is None else stated
+
+
+def init_backbone(spec: BackboneSpec, seed: int) -> nn.Module:
+    """The model of `spec` with random weights drawn from `seed`, in eval mode.
+
+    The same spec and seed give the same weights in any process (torch's CPU generator, forked so
+    that the caller's draws are untouched). A study makes them once and saves them
+    (`save_backbone`), so that every job reads one network and its sha256 is recorded.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _create(spec, pretrained=False)
     check_layers(model, spec.layers)
     return model.eval()
 
@@ -202,32 +230,99 @@ def check_layers(model: nn.Module, layers: tuple[str, ...]) -> None:
     modules = dict(model.named_modules())
     unknown = [layer for layer in layers if layer not in modules]
     if unknown:
-        # The model's feature_info stages, then each entry of its blocks/layers/stages stacks
-        # ("layer3", "stages.2", "layers.1", "blocks.11"), in the model's order.
-        suggestions = [info["module"] for info in getattr(model, "feature_info", [])]
-        suggestions += [
-            name
-            for name in modules
-            if name.count(".") == 1 and name.split(".")[0] in LAYER_CONTAINERS
-        ]
         raise ValueError(
             f"{type(model).__name__} has no layer(s) {unknown}; valid names include "
-            f"{list(dict.fromkeys(suggestions))} (any name from model.named_modules() works)"
+            f"{layer_suggestions(model)} (any name from model.named_modules() works)"
         )
 
 
-def check_backbone(spec: BackboneSpec, where: str = "backbone") -> None:
-    """Check that timm builds the model of `spec` and that it has the configured layers.
+def layer_suggestions(model: nn.Module) -> list[str]:
+    """Layer names to offer: the model's feature_info stages, then each entry of its
+    blocks/layers/stages stacks ("layer3", "stages.2", "layers.1", "blocks.11"), in order."""
+    suggestions = [info["module"] for info in getattr(model, "feature_info", [])]
+    suggestions += [
+        name
+        for name, _ in model.named_modules()
+        if name.count(".") == 1 and name.split(".")[0] in LAYER_CONTAINERS
+    ]
+    return list(dict.fromkeys(suggestions))
 
-    Meant for planning, before any job runs: the model is built on PyTorch's meta device (shapes
-    without storage or computation, about 0.3 s for a ConvNeXt-B) and its weights are not looked
-    at, so nothing is read or downloaded; a missing or mismatched weights file still stops the job
-    that loads it. Models named by a source prefix (`hf-hub:`, `local-dir:`) are not checked:
-    their configs would have to be fetched.
+
+def check_layer_names(model: nn.Module, layers: tuple[str, ...]) -> None:
+    """Stop on an empty layer name (the model itself), a layer named twice, or a name the
+    model lacks, naming what to choose instead."""
+    if any(not layer.strip() for layer in layers):
+        raise ValueError(
+            f"an empty layer name (it would be the whole model); choose module names such as "
+            f"{layer_suggestions(model)}"
+        )
+    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
+    if repeated:
+        raise ValueError(f"{repeated} named more than once; name each layer once")
+    check_layers(model, layers)
+
+
+def check_layer_outputs(model: nn.Module, layers: tuple[str, ...], input_size: int) -> None:
+    """Stop on a layer whose output cannot be stored as a (N, C, H, W) grid: a container that
+    the forward pass never calls (an nn.ModuleList), or a layer whose output is not a grid of
+    positions (a pooling, the head).
+
+    The model runs once on the meta device (shapes only, no computation), so this costs about a
+    second even for large models; a model whose forward pass has no meta kernels is not checked
+    here, and its extraction job checks it instead.
+    """
+    outputs: dict[str, object] = {}
+    modules = dict(model.named_modules())
+    hooks = [
+        modules[name].register_forward_hook(
+            lambda _m, _i, out, name=name: outputs.setdefault(name, out)
+        )
+        for name in layers
+    ]
+    try:
+        with torch.device("meta"), torch.no_grad():
+            model.to("meta").eval()(torch.empty(1, 3, input_size, input_size))
+    except Exception:  # an op without a meta kernel: the extraction job checks the layers
+        return
+    finally:
+        for hook in hooks:
+            hook.remove()
+    suggestions = layer_suggestions(model)
+    for layer in layers:
+        if layer not in outputs:
+            raise ValueError(
+                f"{layer!r} ({type(modules[layer]).__name__}) is not called by the forward pass: "
+                f"it holds layers but is not one; choose one of them, e.g. {layer}.0, or one of "
+                f"{suggestions}"
+            )
+        output = outputs[layer]
+        try:
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(f"it outputs a {type(output).__name__}, not a tensor")
+            to_grid(model, output, (input_size, input_size))
+        except ValueError as error:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            raise ValueError(
+                f"{layer!r} does not output a grid of positions (output {shape}: {error}); "
+                f"choose a layer before the pooling and the head, e.g. one of {suggestions}"
+            ) from None
+
+
+def check_backbone(
+    spec: BackboneSpec, where: str = "backbone", input_size: int | None = None
+) -> None:
+    """Check that timm builds the model of `spec` and that its configured layers can be stored.
+
+    Meant for planning, before any job runs: the model is built and run on PyTorch's meta device
+    (shapes without storage or computation, about a second for a ConvNeXt-B) and its weights are
+    not looked at, so nothing is read or downloaded; a missing or mismatched weights file still
+    stops the job that loads it. Models named by a source prefix (`hf-hub:`, `local-dir:`) are
+    not checked: their configs would have to be fetched.
 
     Args:
         spec: The backbone.
         where: The config key of the backbone, e.g. "backbones.cnn", named in the errors.
+        input_size: The side of the images the backbone reads; None: its pretrained config's.
 
     Raises:
         ValueError: naming `{where}.model`, `{where}.model_args` or `{where}.layers`.
@@ -261,9 +356,12 @@ def check_backbone(spec: BackboneSpec, where: str = "backbone") -> None:
                 f"{where}.model_args: timm cannot build {spec.model!r} with {spec.model_args}: "
                 f"{type(error).__name__}: {error}"
             ) from None
-    # 3. The layers
+    # 3. The layers: named once each, modules of the model, and each output a grid
+    if input_size is None:
+        input_size = timm.data.resolve_model_data_config(model)["input_size"][-1]
     try:
-        check_layers(model, spec.layers)
+        check_layer_names(model, spec.layers)
+        check_layer_outputs(model, spec.layers, input_size)
     except ValueError as error:
         raise ValueError(f"{where}.layers: {error}") from None
 

@@ -155,7 +155,11 @@ class DecodedLayer:
         base = dict(backbone=backbone, layer=self.layer, split="test")
         return [
             metric_row(
-                "filters", "fidelity", *metrics.summarise(self.fidelity[m]), **base, comparison=m
+                "filters",
+                "fidelity",
+                *metrics.summarise(self.fidelity[m], undefined_ok=True),  # NaN: constant neuron
+                **base,
+                comparison=m,
             )
             for m in METHODS
         ]

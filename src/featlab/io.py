@@ -43,8 +43,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         remove(temporary)
         raise
+    if temporary.is_file():
+        # Some writers (safetensors) create files readable by their owner only: give the file
+        # the permissions of any other new file, so colleagues sharing a results folder read it.
+        temporary.chmod(0o666 & ~umask())
     remove(path)
     os.replace(temporary, path)
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux), since
+    setting it to read it would race with other threads creating files."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in lines if line.startswith("Umask:")).split()[1], 8)
+    except (OSError, StopIteration):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -9,7 +9,7 @@ These are the project's metric definitions (METHODS.md, FeatMap evaluation):
   per-position cosine over the changed positions only;
 - mse: mean over images of the per-image mean squared error over all elements.
 
-Functions here return one value per image; callers average them (`summarise` does the nan-mean),
+Functions here return one value per image; callers average them with `summarise`,
 so that results from several batches combine exactly. Everything is computed in float64 whatever
 the input dtype, without materialising float64 copies of whole feature maps.
 """
@@ -81,7 +81,8 @@ def cosine_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-image median of the per-position cosine over the masked (changed) positions only.
 
     The metric `cosine_masked` of a test set is the mean of these values over the images that have
-    at least one changed position; the others are NaN here, which `summarise` skips.
+    at least one changed position; the others are NaN here, which
+    `summarise(values, undefined_ok=True)` leaves out.
 
     Args:
         a: Feature maps (N, C, H, W).
@@ -152,17 +153,29 @@ def pool_mask(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return np.stack([rows[:, :, c0:c1].any(axis=2) for c0, c1 in _block_edges(width, w)], axis=2)
 
 
-def summarise(values: np.ndarray) -> tuple[float, int]:
-    """Mean of the non-NaN values and how many there were.
+def summarise(values: np.ndarray, undefined_ok: bool = False) -> tuple[float, int]:
+    """Mean of per-image values and how many there were.
+
+    A NaN is a bug upstream (a metric computed wrongly), not a value to drop: dropping it would
+    shrink `n` and bias the mean without a word. Only a metric that is undefined for some images
+    by its definition (`cosine_masked` of an image that did not change, the fidelity of a constant
+    neuron) passes `undefined_ok`, and then its NaNs are left out of the mean and of `n`.
 
     Args:
-        values: Per-image metric values, NaN where a metric is undefined for an image.
+        values: Per-image metric values.
+        undefined_ok: Leave NaNs out instead of refusing them.
 
     Returns:
         (mean, count); the mean is NaN when the count is 0.
     """
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[~np.isnan(finite)]
+    values = np.asarray(values, dtype=np.float64)
+    undefined = np.isnan(values)
+    if undefined.any() and not undefined_ok:
+        raise ValueError(
+            f"{int(undefined.sum())} of {values.size} values are NaN: a metric computed NaN "
+            "where it is defined"
+        )
+    finite = values[~undefined]
     if finite.size == 0:
         return math.nan, 0
     return float(finite.mean()), int(finite.size)
@@ -195,8 +208,10 @@ def entropy(logits: np.ndarray) -> np.ndarray:
 def jsd(logits_p: np.ndarray, logits_q: np.ndarray) -> np.ndarray:
     """Per-image Jensen-Shannon divergence, in bits (log2), between the softmaxes of two logits.
 
-    JSD(P, Q) = H(M) - (H(P) + H(Q)) / 2 with M = (P + Q) / 2: 0 for equal distributions, at
-    most 1 bit for disjoint supports. (scipy's `jensenshannon` is its square root, the distance.)
+    JSD(P, Q) = (KL(P || M) + KL(Q || M)) / 2 with M = (P + Q) / 2: 0 for equal distributions, at
+    most 1 bit for disjoint supports. It is computed from log-probabilities and summed directly
+    (scipy's `jensenshannon` returns its square root, whose square turns rounding below zero into
+    NaN for nearly equal distributions); a sum that rounds below zero is 0.
 
     Args:
         logits_p: Logits (N, K).
@@ -205,12 +220,27 @@ def jsd(logits_p: np.ndarray, logits_q: np.ndarray) -> np.ndarray:
     Returns:
         Float64 array (N,).
     """
-    import scipy.spatial.distance  # here, not at the top: see `entropy`
+    log_p, log_q = _log_softmax(logits_p), _log_softmax(logits_q)
+    if log_p.shape != log_q.shape:
+        raise ValueError(f"logits differ in shape: {log_p.shape} vs {log_q.shape}")
+    log_m = np.logaddexp(log_p, log_q) - math.log(2)
+    kl_p, kl_q = _kl_terms(log_p, log_m), _kl_terms(log_q, log_m)
+    return np.maximum((kl_p + kl_q) / 2, 0.0) / math.log(2)
 
-    p, q = softmax(logits_p), softmax(logits_q)
-    if p.shape != q.shape:
-        raise ValueError(f"logits differ in shape: {p.shape} vs {q.shape}")
-    return scipy.spatial.distance.jensenshannon(p, q, base=2, axis=1) ** 2
+
+def _kl_terms(log_p: np.ndarray, log_m: np.ndarray) -> np.ndarray:
+    """KL(P || M) per row in nats, with 0 log 0 = 0 (classes of probability 0 add nothing)."""
+    with np.errstate(invalid="ignore"):
+        terms = np.exp(log_p) * (log_p - log_m)
+    return np.sum(np.where(np.isneginf(log_p), 0.0, terms), axis=1)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log class probabilities (N, K) in float64 from logits (N, K)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (N, K), got shape {logits.shape}")
+    return scipy.special.log_softmax(logits, axis=1)
 
 
 def top_k_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -188,8 +188,9 @@ def plot_rank_curves(table: pd.DataFrame, path: str | os.PathLike, settings: Plo
         mapping=settings.rank_mapping,
         split=settings.split,
     )
-    rows = rows[rows.comparison.str.fullmatch(r"rank_\d+")].copy()
-    rows["k"] = rows.comparison.str.removeprefix("rank_").astype(int)
+    found = rows.comparison.str.extract(r"^(?:standardised|raw)_rank_(\d+)$")[0]
+    rows = rows.assign(k=found).dropna(subset=["k"])
+    rows["k"] = rows.k.astype(int)
     panels = _panel_layers(rows)
     fig, axes = plt.subplots(
         1,

@@ -70,19 +70,25 @@ def git_state(checkout: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def provenance(
-    config: dict, git: dict[str, Any] | None, image_manifest: str | None = None
+    config: dict,
+    git: dict[str, Any] | None,
+    weights: dict[str, str | None] | None = None,
+    image_manifest: str | None = None,
 ) -> dict[str, Any]:
     """The provenance record of a study.
 
     Args:
         config: the resolved config, as the workflow validated it and filled its defaults.
         git: `git_state` of the workflow's checkout, or None where it is not a git checkout.
+        weights: backbone name -> sha256 of the weights its features were extracted with (as
+            the feature stores record it; None where no file was hashed).
         image_manifest: the manifest digest of a real data set's files (featlab.data.manifest),
             as the original image store records it; None for the shapes world.
 
     Returns:
         A JSON-ready dict: study, time written (UTC), featlab version, commit and dirty flag,
-        Python version and platform, package versions, the config and the image manifest.
+        Python version and platform, package versions, the weights' sha256, the config and the
+        image manifest.
     """
     git = git or {"commit": None, "dirty": None}
     return {
@@ -92,6 +98,7 @@ def provenance(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
+        "weights_sha256": weights or {},
         "config": config,
         "image_manifest": image_manifest,
     }

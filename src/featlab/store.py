@@ -234,7 +234,7 @@ def gather_shards(
                 raise ValueError(
                     f"{shard.path} differs from {opened[0].path} in {key!r}; rerun extraction"
                 )
-        if sorted(shard.group.array_keys()) != sorted(opened[0].group.array_keys()):
+        if shard.arrays != opened[0].arrays:
             raise ValueError(f"{shard.path} holds other arrays than {opened[0].path}")
     if n_images is not None and expected != n_images:
         raise ValueError(f"the shards hold {expected} images of {n_images}; rerun extraction")

@@ -5,6 +5,7 @@ apply); `aggregate` joins them into `results/{study}/tables/metrics.csv`.
 """
 
 import os
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,13 @@ def metric_row(stage: str, metric: str, value: float, n: int, **columns: str) ->
     row = {column: "" for column in COLUMNS if column != "study"}
     row.update(columns, stage=stage, metric=metric, value=float(value), n=int(n))
     return row
+
+
+def without_accuracy(rows: list[dict]) -> list[dict]:
+    """The rows that do not score a classifier against the data's labels (`top1_accuracy`,
+    `top5_accuracy`, ...): for a head whose classes are not the data set's, where accuracy would
+    compare indices of two label spaces. Agreement, JSD and entropy rows need no labels."""
+    return [row for row in rows if not re.fullmatch(r"top\d+_accuracy", row["metric"])]
 
 
 def aggregate(paths: Iterable[str | os.PathLike], study: str) -> "pd.DataFrame":

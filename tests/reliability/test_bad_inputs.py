@@ -24,7 +24,7 @@ import pytest
 import yaml
 import zarr
 from PIL import Image
-from tiny_study import REPO, SNAKEMAKE, TINY, copy_workflow, snakemake
+from tiny_study import REPO, SNAKEMAKE, TINY, copy_workflow, planned_jobs, snakemake
 
 from featlab.backbones import BackboneSpec, build_backbone, check_backbone, save_backbone
 from featlab.data.images import ImageSet, ImageStore, write_image_store
@@ -179,6 +179,23 @@ def test_odd_images_are_stored_as_rgb(tmp_path, kind):
     assert np.abs(first - np.array(expected)).max() <= 2
 
 
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_a_tiny_image_is_refused_rather_than_upscaled(tmp_path, on_error):
+    """A 1x1 tracking pixel would be upscaled into a 16 px image of one colour (issue 25)."""
+    root = photo_folder(tmp_path / "photos", {"train/cat": 2, "test/cat": 1})
+    noise(5, (1, 1)).save(root / "train" / "cat" / "pixel.png")
+    store = tmp_path / "original.zarr"
+    if on_error == "stop":
+        message = r"pixel\.png: .*1x1 pixels, under data\.min_side"
+        with pytest.raises(UnreadableImage, match=message):
+            prepare_images(list_folder(root)[0], store, 16, min_side=16)
+        assert written(store) == []
+        return
+    summary = prepare_images(list_folder(root)[0], store, 16, on_error="skip", min_side=16)
+    assert [Path(s["path"]).name for s in summary["skipped"]] == ["pixel.png"]
+    assert len(ImageStore(store)) == 3
+
+
 # Data sets and splits
 
 
@@ -232,6 +249,36 @@ def test_planning_checks_a_backbone_without_building_it(section, message):
     spec = BackboneSpec(**{"layers": ["layer2"], **section})
     with pytest.raises(ValueError, match=message):
         check_backbone(spec, "backbones.cnn")
+
+
+RESNET_LAYERS = r"choose .*\['act1', 'layer1', 'layer2', 'layer3', 'layer4'\]"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({**TINY_RESNET, "layers": ["layer2", ""]}, r"cnn\.layers: an empty layer name.*layer2"),
+        ({**TINY_RESNET, "layers": ["layer2", "layer2"]}, r"cnn\.layers: \['layer2'\] named more"),
+        ({**TINY_RESNET, "layers": ["global_pool"]}, r"'global_pool' does not output a grid"),
+        ({**TINY_RESNET, "layers": ["fc"]}, r"cnn\.layers: 'fc' does not output a grid"),
+        (
+            {
+                "model": "vit_small_patch16_dinov3",
+                "model_args": {"embed_dim": 16, "depth": 2, "num_heads": 2, "patch_size": 8},
+                "layers": ["blocks"],
+            },
+            r"cnn\.layers: 'blocks' \(ModuleList\) is not called.*e\.g\. blocks\.0",
+        ),
+    ],
+    ids=["empty_name", "repeated_layer", "pooling", "head", "container"],
+)
+def test_planning_refuses_layers_that_cannot_be_stored(section, message):
+    """Issue 25: each of these passed planning and failed late (or never) in the jobs."""
+    with pytest.raises(ValueError, match=message):
+        check_backbone(BackboneSpec(**section), "backbones.cnn", 32)
+    if "resnet" in section["model"] and section["layers"] != ["layer2", "layer2"]:
+        with pytest.raises(ValueError, match=RESNET_LAYERS):
+            check_backbone(BackboneSpec(**section), "backbones.cnn", 32)
 
 
 def test_every_shipped_backbone_passes_the_planning_check():
@@ -516,6 +563,62 @@ def test_an_empty_data_set_stops_planning(tmp_path, source):
     output = _plan(tmp_path, config)
     expected = "photos holds no images" if source == "folder" else "list.csv lists no images"
     assert expected in output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layers", [["layer2", ""], ["layer2", "layer2"], ["global_pool"]])
+def test_layers_that_cannot_be_stored_stop_planning(tmp_path, layers):
+    photo_folder(tmp_path / "photos", {"train/cat": 2, "test/cat": 1})
+    config = _folder_study("layers", "photos")
+    config["backbones"]["cnn"]["layers"] = layers
+    output = _plan(tmp_path, config)
+    assert "backbones.cnn.layers: " in output
+    assert "//" not in output  # an empty name no longer reaches the paths
+
+
+@pytest.mark.slow
+def test_a_number_yaml_reads_as_a_string_is_named_with_its_spelling(tmp_path):
+    """PyYAML reads 1e-3 as a string; the message says to write 1.0e-3, in a few lines."""
+    config = _tiny(lambda c: c["featmap"]["training"].update(lr="1e-3"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config).replace("'1e-3'", "1e-3"))
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--cores", "1"]
+    command += ["--configfile", "config.yaml", "--dry-run"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config['featmap']['training']['lr']: '1e-3' is not of type 'number'" in output
+    assert "write 1.0e-3" in output
+    assert "exclusiveMinimum" not in output  # not the schema fragment
+    assert len(output.splitlines()) < 10
+
+
+def _planned_rules(workdir: Path, config: dict) -> set[str]:
+    """The rules a dry run of `config` would run."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return {job["rule"] for job in planned_jobs(workdir)}
+
+
+@pytest.mark.slow
+def test_every_optional_stage_has_an_off_switch(tmp_path):
+    """Issue 25: featinv.layers {} still trained FeatInv on every backbone's deepest layer."""
+    copy_workflow(tmp_path)
+    optional = {"train_featinv", "invert_featinv", "lens", "decode_filters"}
+    assert optional <= _planned_rules(tmp_path, _tiny(lambda c: c["lens"].update(backbones=None)))
+
+    def off(config):
+        config["featinv"]["layers"] = {}
+        config["lens"]["backbones"] = []
+        config["filters"]["backbones"] = []
+
+    planned = _planned_rules(tmp_path, _tiny(off))
+    assert not planned & {*optional, "invert_references", "lens_strips", "plot_lens"}
+    assert {"fit_closed_form", "semantic_consistency"} <= planned
+
+    def left_out(config):
+        for section in ("featinv", "lens", "filters"):
+            config.pop(section)
+
+    assert not _planned_rules(tmp_path, _tiny(left_out)) & optional
 
 
 @pytest.fixture(scope="module")

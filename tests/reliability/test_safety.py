@@ -3,7 +3,9 @@ checkpoints load with weights_only=True), nothing written with torch.save, and n
 config string could reach."""
 
 import ast
+import os
 import re
+import stat
 
 import pytest
 from tiny_study import REPO
@@ -117,3 +119,23 @@ def test_the_loaders_the_inspection_checks_exist():
         if (owner, name) == ("torch", "load")
     }
     assert {"backbones.py", "scores.py"} <= loaders
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_written_files_honour_the_umask(tmp_path, mask):
+    """safetensors creates its files 0600: colleagues sharing a results folder could not read a
+    fitted map or a FeatInv model (issue 25). Every atomic write now gets the umask's mode."""
+    import torch
+    from safetensors.torch import save_file
+
+    from featlab.io import atomic_path, write_json
+
+    previous = os.umask(mask)
+    try:
+        with atomic_path(tmp_path / "map.safetensors") as temporary:
+            save_file({"weight": torch.zeros(2)}, temporary)
+        write_json(tmp_path / "map.json", {})
+    finally:
+        os.umask(previous)
+    for name in ("map.safetensors", "map.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask

@@ -438,28 +438,35 @@ def resolve_size(
 # Writing the store
 
 
-def _decode(path: str, size: int, crop_pct: float) -> tuple[np.ndarray | None, str | None]:
-    """One image for the store, or (None, reason): a worker returns the reason, not the error."""
+def _decode(
+    path: str, size: int, crop_pct: float, min_side: int = 1
+) -> tuple[np.ndarray | None, str | None]:
+    """One image for the store, or (None, reason): a worker returns the reason, not the error.
+    An image with a side under `min_side` pixels is refused rather than upscaled."""
     try:
-        return fit_image(load_image(path), size, crop_pct), None
+        image = load_image(path)
     except UnreadableImage as error:
         return None, error.reason
+    if min(image.size) < min_side:
+        width, height = image.size
+        return None, f"it is {width}x{height} pixels, under data.min_side {min_side}"
+    return fit_image(image, size, crop_pct), None
 
 
 def _decoded(
-    paths: Sequence[str], size: int, crop_pct: float, workers: int
+    paths: Sequence[str], size: int, crop_pct: float, workers: int, min_side: int = 1
 ) -> Iterator[tuple[np.ndarray | None, str | None]]:
     """Decode the images in order, with `workers` processes (0: in this process)."""
     if workers == 0:
         for path in paths:
-            yield _decode(path, size, crop_pct)
+            yield _decode(path, size, crop_pct, min_side)
         return
     context = multiprocessing.get_context(START_METHOD)  # see featlab.workers
     with main_script_hidden(), ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending = collections.deque()
         try:
             for path in paths:
-                pending.append(pool.submit(_decode, path, size, crop_pct))
+                pending.append(pool.submit(_decode, path, size, crop_pct, min_side))
                 if len(pending) >= PENDING_PER_WORKER * workers:
                     yield pending.popleft().result()
             while pending:
@@ -476,6 +483,7 @@ def prepare_images(
     on_error: str = "stop",
     workers: int = 0,
     attrs: dict | None = None,
+    min_side: int = 1,
 ) -> dict:
     """Decode, fit and write the images of `entries` to an image store, streaming chunk by chunk.
 
@@ -497,6 +505,8 @@ def prepare_images(
         attrs: written into the store's attributes (class names, source, ...), with size,
             crop_pct, the skipped files and the manifest digest of all entries (`manifest_of`,
             with attrs["classes"]): the one the workflow plans with when the files are the same.
+        min_side: an image whose shorter side has fewer pixels is unreadable (stopped or
+            skipped as on_error says) instead of being upscaled into the data set.
 
     Returns:
         n_images, n_skipped, skipped ([{path, reason}]), classes (attrs["classes"], if given),
@@ -525,7 +535,7 @@ def prepare_images(
         sizes, mtimes = file_stats(paths)
         manifest = manifest_of(entries, (attrs or {}).get("classes"), (sizes, mtimes))
         # 4. Decode in order and write each chunk as it fills
-        decoded = _decoded(paths, size, crop_pct, workers)
+        decoded = _decoded(paths, size, crop_pct, workers, min_side)
         progress = tqdm(total=n, desc="decode images", unit="img", mininterval=5)
         with contextlib.closing(decoded), progress:
             for index, (entry, (image, reason)) in enumerate(zip(entries, decoded, strict=True)):

@@ -77,7 +77,7 @@ class ModelSettings:
     )
     patch_size: int = 1  # scratch base: the UNet denoises p x p pixel patches on an R/p grid
     hint_channels: int = 64  # hidden channels of the feature hint block (512 in the paper)
-    normalise_features: bool = True  # standardise hint inputs per channel (train-split statistics)
+    normalise_features: bool = True  # standardise hint inputs per channel; False: raw (the paper)
     prompt: str = "a high-quality, detailed, and professional image"  # for a pretrained base
     prompt_embeds: str | None = None  # safetensors with `prompt` and `null` (tokens, dim) tensors
     prompt_tokens: int = 4  # tokens of the scratch base's fixed prompt embedding
@@ -89,9 +89,11 @@ class ModelSettings:
 class FeatureHintBlock(ModelMixin, ConfigMixin):
     """Feature map -> ControlNet input residual on the latent grid (FeatInv's hint block).
 
-    Features are standardised per channel (buffers set from the training features), resized
-    bilinearly to the latent grid, and passed through conv3x3-SiLU-conv3x3-SiLU and a
-    zero-initialised conv3x3, so that an untrained block adds exactly nothing.
+    Features are standardised per channel (buffers set from the training features) when
+    `normalise` is set, or enter in raw units as in the paper; then they are resized bilinearly to
+    the latent grid and passed through conv3x3-SiLU-conv3x3-SiLU and a zero-initialised conv3x3,
+    so that an untrained block adds exactly nothing. A dropped hint is the zero input: the mean
+    feature when standardised, raw zeros (the paper's) when not.
     """
 
     @register_to_config
@@ -101,6 +103,7 @@ class FeatureHintBlock(ModelMixin, ConfigMixin):
         out_channels: int,
         latent_size: int,
         hidden_channels: int = 64,
+        normalise: bool = True,
     ):
         super().__init__()
         self.conv_in = nn.Conv2d(feature_channels, hidden_channels, kernel_size=3, padding=1)
@@ -122,15 +125,14 @@ class FeatureHintBlock(ModelMixin, ConfigMixin):
 
         Args:
             features: (B, C, h, w) feature maps, or (B, h*w, C) tokens on a square grid.
-            keep: Optional (B,) mask; 0 drops an image's hint (its standardised features become 0).
+            keep: Optional (B,) mask; 0 drops an image's hint (its block input becomes 0).
 
         Returns:
             (B, out_channels, latent_size, latent_size).
         """
-        features = self._as_grid(features)
-        mean = self.feature_mean.view(1, -1, 1, 1)
-        std = self.feature_std.view(1, -1, 1, 1)
-        x = (features.to(mean.dtype) - mean) / std
+        x = self._as_grid(features).to(self.feature_mean.dtype)
+        if self.config.normalise:
+            x = (x - self.feature_mean.view(1, -1, 1, 1)) / self.feature_std.view(1, -1, 1, 1)
         if keep is not None:
             x = x * keep.to(x.dtype).view(-1, 1, 1, 1)
         size = self.config.latent_size
@@ -182,6 +184,9 @@ class FeatInvModel(nn.Module):
         self.register_buffer("prompt_embeds", prompt_embeds.reshape(1, *prompt_embeds.shape[-2:]))
         self.register_buffer("null_embeds", null_embeds.reshape(1, *null_embeds.shape[-2:]))
         self.settings = settings
+        # The training's probability of the guidance branch (hint kept, prompt dropped), set by
+        # training or read from a saved model; None for a model that was never trained.
+        self.prompt_drop_prob: float | None = None
         self.train_unet = settings.base == SCRATCH
         self.unet.requires_grad_(self.train_unet)
         if self.vae is not None:
@@ -279,7 +284,8 @@ class FeatInvModel(nn.Module):
         path = Path(path)
         if not (path / "featinv.json").is_file():
             raise FileNotFoundError(f"{path} is not a FeatInv model folder (no featinv.json)")
-        settings = ModelSettings(**json.loads((path / "featinv.json").read_text())["settings"])
+        record = json.loads((path / "featinv.json").read_text())
+        settings = ModelSettings(**record["settings"])
         if settings.base == SCRATCH:
             unet, vae = UNet2DConditionModel.from_pretrained(path / "unet"), None
         else:
@@ -291,9 +297,12 @@ class FeatInvModel(nn.Module):
         hint = FeatureHintBlock.from_pretrained(path / "hint")
         noise_config = dict(DDPMScheduler.load_config(path / "scheduler"))
         embeds = load_file(path / "prompt_embeds.safetensors")
-        return cls(
+        model = cls(
             unet, controlnet, hint, noise_config, embeds["prompt"], embeds["null"], settings, vae
-        ).eval()
+        )
+        if "train" in record:  # models trained before the key existed never dropped it alone
+            model.prompt_drop_prob = record["train"].get("prompt_drop_prob", 0.0)
+        return model.eval()
 
 
 def build_model(settings: ModelSettings, feature_channels: int) -> FeatInvModel:
@@ -323,6 +332,7 @@ def build_model(settings: ModelSettings, feature_channels: int) -> FeatInvModel:
         out_channels=unet.config.block_out_channels[0],
         latent_size=unet.config.sample_size,
         hidden_channels=settings.hint_channels,
+        normalise=settings.normalise_features,
     )
     model = FeatInvModel(unet, controlnet, hint, noise_config, prompt, null, settings, vae)
     factor = settings.patch_size if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)

@@ -1,11 +1,13 @@
 """Sample reconstructions from a FeatInv model: DDIM as the reference, faster solvers to use.
 
 The reference is FeatInv's sampler: DDIM, 50 steps, eta 0, classifier-free guidance 1.75 over the
-prompt only (the unconditional branch keeps the feature hint and drops the prompt), seed 100.
-DPM-Solver++ and UniPC reach similar images in fewer steps (bench/bench_featinv_sampling.py
-measures how close). The starting noise of image i depends only on (seed, i), so reconstructions
-do not depend on the batch size, and the reconstructions of one image from different feature maps
-(original, manipulated, mapped) start from the same noise.
+prompt only (the unconditional branch keeps the feature hint and drops the prompt), seed 100, with
+diffusers' `leading` timestep spacing. DPM-Solver++ and UniPC reach similar images in fewer steps
+with `trailing` spacing (bench/bench_featinv_sampling.py measures how close). Guidance is off by
+default for the scratch base, whose prompt is a constant, and needs a model trained with the
+unconditional branch (`featinv.settings.resolve_guidance`). The starting noise of image i depends
+only on (seed, i), so reconstructions do not depend on the batch size, and the reconstructions of
+one image from different feature maps (original, manipulated, mapped) start from the same noise.
 """
 
 import dataclasses
@@ -17,9 +19,11 @@ from tqdm import tqdm
 
 from featlab.devices import resolve_device
 from featlab.featinv.model import FeatInvModel
+from featlab.featinv.settings import resolve_guidance
 from featlab.featinv.train import autocast, tensor_to_images
 
 SCHEDULERS = ("ddim", "dpmsolver++", "unipc")
+SPACINGS = ("trailing", "leading", "linspace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +32,9 @@ class SampleSettings:
 
     scheduler: str = "dpmsolver++"  # ddim (the reference) | dpmsolver++ | unipc
     steps: int = 20  # denoising steps
-    guidance: float = 1.75  # classifier-free guidance scale over the prompt; 1 turns it off
+    guidance: float | None = None  # CFG scale over the prompt; 1 is off, None: by base (settings)
     eta: float = 0.0  # DDIM's eta (0: deterministic)
+    spacing: str = "trailing"  # timestep spacing: trailing starts at t = T; leading (the paper's)
     seed: int = 100  # starting noise of image i comes from (seed, i)
     batch_size: int = 32  # images per denoising batch
     bf16: bool = True  # bf16 autocast on CUDA (the CPU samples in fp32)
@@ -39,13 +44,24 @@ class SampleSettings:
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler {self.scheduler!r}: choose one of {SCHEDULERS}")
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"spacing {self.spacing!r}: choose one of {SPACINGS}")
 
 
-REFERENCE = SampleSettings(scheduler="ddim", steps=50, guidance=1.75, eta=0.0, seed=100, bf16=False)
+REFERENCE = SampleSettings(
+    scheduler="ddim", steps=50, guidance=None, eta=0.0, seed=100, bf16=False, spacing="leading"
+)
 
 
-def make_scheduler(name: str, noise_config: dict):
-    """A sampling scheduler on the model's training noise schedule."""
+def make_scheduler(name: str, noise_config: dict, spacing: str = "trailing"):
+    """A sampling scheduler on the model's training noise schedule.
+
+    `spacing` places the few sampling steps on the training schedule's 1000: with diffusers'
+    `leading` default, 10 steps run t = 900, 810, ..., 0 and start from pure noise where the model
+    expects some signal; `trailing` runs t = 999, ..., 99 and starts where training's noise is
+    pure (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed").
+    """
+    noise_config = {**noise_config, "timestep_spacing": spacing}
     if name == "ddim":
         return DDIMScheduler.from_config(noise_config)
     # The multistep solvers clip their x0 estimates as DDIM does for a clipped (pixel) model:
@@ -91,6 +107,8 @@ def sample(
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device, "featinv.sample.device")
     model.to(device).eval()
+    guidance = resolve_guidance(model.settings.base, settings.guidance, model.prompt_drop_prob)
+    settings = dataclasses.replace(settings, guidance=guidance)
     features = torch.as_tensor(np.asarray(features, dtype=np.float32))
     noise = initial_noise(model, len(features), settings.seed)
     # 2. Denoise batch by batch.
@@ -107,7 +125,7 @@ def _denoise(
     model: FeatInvModel, features: torch.Tensor, latents: torch.Tensor, settings: SampleSettings
 ) -> torch.Tensor:
     # 1. Prepare timesteps.
-    scheduler = make_scheduler(settings.scheduler, model.noise_config)
+    scheduler = make_scheduler(settings.scheduler, model.noise_config, settings.spacing)
     scheduler.set_timesteps(settings.steps, device=latents.device)
     latents = latents * scheduler.init_noise_sigma
     n = len(latents)

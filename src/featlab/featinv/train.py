@@ -1,13 +1,15 @@
 """Train a FeatInv model on stored features and their images, resumably.
 
-The features come from a feature store (they are never recomputed) and the targets are the
-images they were extracted from, resized to the model's resolution. The recipe is FeatInv's: the
-hint and the prompt are dropped together with probability `drop_prob`, AdamW, a fixed number of
-steps. All randomness of step k (the batch, the noise, the timesteps, the drop mask) comes from a
+The features come from a feature store (they are never recomputed) and the targets are the images
+they were extracted from, resized to the model's resolution. The recipe is FeatInv's: the hint and
+the prompt are dropped together with probability `drop_prob`, AdamW, a fixed number of steps.
+Beyond the paper, the prompt alone is dropped with probability `prompt_drop_prob`, so that the
+unconditional branch of guidance over the prompt (hint kept, prompt dropped) is a case the model
+saw. All randomness of step k (the batch, the noise, the timesteps, the drop masks) comes from a
 generator seeded with (seed, k), so a run resumed from a checkpoint continues exactly as an
-uninterrupted one would. A checkpoint is a folder, replaced atomically, holding
-`state.safetensors` (trainable weights and AdamW moments) and `state.json` (step, loss curve,
-optimiser hyper-parameters, and a fingerprint of the settings it belongs to).
+uninterrupted one would. A checkpoint is a folder, replaced atomically, holding `state.safetensors`
+(trainable weights and AdamW moments) and `state.json` (step, loss curve, optimiser hyper-
+parameters, and a fingerprint of the settings it belongs to).
 """
 
 import contextlib
@@ -42,6 +44,7 @@ class TrainSettings:
     lr_schedule: str = "constant"  # the paper's; or cosine, from lr down to 0 over the steps
     weight_decay: float = 0.01  # AdamW weight decay
     drop_prob: float = 0.15  # probability of dropping the hint and the prompt together
+    prompt_drop_prob: float = 0.1  # probability of dropping the prompt alone (guidance's branch)
     checkpoint_every: int = 200  # steps between checkpoints (and at the end)
     log_every: int = 10  # steps per point of the loss curve (mean loss over the window)
     seed: int = 0  # batches, noise, timesteps and drop masks
@@ -51,6 +54,10 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule {self.lr_schedule!r}: choose constant or cosine")
+        if self.drop_prob + self.prompt_drop_prob > 1:
+            raise ValueError(
+                f"drop_prob {self.drop_prob} + prompt_drop_prob {self.prompt_drop_prob} exceed 1"
+            )
 
     def lr_at(self, step: int) -> float:
         """The learning rate of step `step` (0-based): a function of the step alone, so a resumed
@@ -153,7 +160,9 @@ def train_featinv(
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device, "featinv.train.device")
-    model.hint.set_statistics(data.features)
+    if model.hint.config.normalise:
+        model.hint.set_statistics(data.features)
+    model.prompt_drop_prob = settings.prompt_drop_prob
     model.to(device).train()
     if model.vae is not None:
         model.vae.eval()
@@ -196,17 +205,21 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 def step_draws(
     settings: TrainSettings, step: int, shape: torch.Size, noise: DDPMScheduler
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A step's random draws: batch indices, noise, timesteps and the keep mask (B,).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A step's random draws: batch indices, noise, timesteps and the hint and prompt keep masks.
 
-    One mask serves the hint and the prompt, so both are dropped together.
+    One uniform draw u per image decides: u < drop_prob drops the hint and the prompt together
+    (the paper's unconditional case), drop_prob <= u < drop_prob + prompt_drop_prob drops the
+    prompt alone with the hint kept (the unconditional branch of guidance over the prompt).
     """
     generator = step_generator(settings.seed, step)
     batch = torch.randint(shape[0], (settings.batch_size,), generator=generator)
     eps = torch.randn((settings.batch_size, *shape[1:]), generator=generator)
     t = torch.randint(noise.config.num_train_timesteps, (settings.batch_size,), generator=generator)
-    keep = (torch.rand(settings.batch_size, generator=generator) >= settings.drop_prob).float()
-    return batch, eps, t, keep
+    u = torch.rand(settings.batch_size, generator=generator)
+    hint_keep = (u >= settings.drop_prob).float()
+    prompt_keep = (u >= settings.drop_prob + settings.prompt_drop_prob).float()
+    return batch, eps, t, hint_keep, prompt_keep
 
 
 def _train_step(
@@ -218,8 +231,8 @@ def _train_step(
     step: int,
     device: torch.device,
 ) -> float:
-    # 1. Draw the batch, noise, timesteps and drop mask on the CPU (the same on every device).
-    batch, eps, t, keep = step_draws(settings, step, data.targets.shape, noise)
+    # 1. Draw the batch, noise, timesteps and drop masks on the CPU (the same on every device).
+    batch, eps, t, hint_keep, prompt_keep = step_draws(settings, step, data.targets.shape, noise)
     clean = data.targets[batch]
     noisy = noise.add_noise(clean, eps, t)
     targets = {"epsilon": eps, "sample": clean}
@@ -232,7 +245,7 @@ def _train_step(
     features = data.features[batch].to(device)
     with autocast(device):
         prediction = model.predict(
-            noisy.to(device), t.to(device), features, keep.to(device), keep.to(device)
+            noisy.to(device), t.to(device), features, hint_keep.to(device), prompt_keep.to(device)
         )
     loss = F.mse_loss(prediction.float(), target.to(device))
     optimiser.zero_grad(set_to_none=True)

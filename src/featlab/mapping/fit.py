@@ -118,7 +118,9 @@ def evaluate(pair: LayerPair, apply: Callable[[np.ndarray], np.ndarray], base: d
                 scores["cosine_masked"].append(metrics.cosine_masked(mapped, y, grid_masks))
         for metric, values in scores.items():
             if values:
-                value, n = metrics.summarise(np.concatenate(values))
+                # A test image that did not change has no masked positions (NaN by definition).
+                undefined_ok = metric == "cosine_masked"
+                value, n = metrics.summarise(np.concatenate(values), undefined_ok)
                 rows.append(metric_row(**base, split=split, metric=metric, value=value, n=n))
     return rows
 

@@ -31,8 +31,11 @@ from torch import nn
 
 from featlab.geometry import apply_spatial
 from featlab.mapping.closed_form import AffineMap
+from featlab.mapping.fit import CLOSED_FORM
 
 TRAINED = ("additive", "linear", "local_linear", "mlp", "cnn", "transformer")
+# Mappings that act on each feature vector alone, the same function at every position.
+POSITIONWISE = ("identity", "additive", "linear", "mlp", *CLOSED_FORM)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,21 +277,48 @@ def mapping_function(
         The function, and the spatial op it applies before the map (None when it does not):
         the spatial baseline's own op does not count, it is the map.
     """
-    if mapping == "identity":
-        return (lambda x: x), None
     if mapping == "spatial":
         if spatial_op is None:
             raise ValueError("the spatial baseline needs a geometric manipulation (rotate or flip)")
         return (lambda x: apply_spatial(x, spatial_op)), None
+    core, first = _saved_map(mapping, path, batch_size)
+    return (lambda x: core(_spatial(x, first))), first
+
+
+def token_function(
+    mapping: str, path: str | os.PathLike | None, batch_size: int = 256
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The mapping applied to tokens (N, P, C) that are not on the grid (class and register
+    tokens), or None for a mapping that needs the grid.
+
+    A mapping that acts on each feature vector alone (`POSITIONWISE`) is one function of a
+    C-vector, so it maps these tokens as it maps every patch token (without the spatial op, which
+    moves grid positions only).
+    """
+    if mapping not in POSITIONWISE:
+        return None
+    core, _ = _saved_map(mapping, path, batch_size)
+
+    def apply(tokens: np.ndarray) -> np.ndarray:
+        # (N, P, C) -> (N, C, P, 1) -> map -> (N, P, C)
+        return core(tokens.transpose(0, 2, 1)[..., None])[..., 0].transpose(0, 2, 1)
+
+    return apply
+
+
+def _saved_map(
+    mapping: str, path: str | os.PathLike | None, batch_size: int
+) -> tuple[Callable[[np.ndarray], np.ndarray], str | None]:
+    """The identity or a saved map without its spatial op, and the op it applies first."""
+    if mapping == "identity":
+        return (lambda x: x), None
     with safe_open(path, framework="numpy") as handle:
         metadata = dict(handle.metadata() or {})
     if metadata.get("mapping") in TRAINED:
         model, config = load_trained(path)
-        first = spatial_op_in(config)
-        return (lambda x: apply_model(model, _spatial(x, first), batch_size)), first
+        return (lambda x: apply_model(model, x, batch_size)), spatial_op_in(config)
     affine, config = load_affine(path)
-    first = spatial_op_in(config)
-    return (lambda x: affine.apply_maps(_spatial(x, first))), first
+    return affine.apply_maps, spatial_op_in(config)
 
 
 def _spatial(x: np.ndarray, op: str | None) -> np.ndarray:

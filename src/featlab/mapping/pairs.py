@@ -120,3 +120,27 @@ def open_view(
     """Open a layer's feature pair and view it through (possibly carved) splits."""
     pair = LayerPair.open(original, manipulated, images, layer)
     return PairView(pair, carve_splits(pair.images, val_fraction, seed), spatial_op)
+
+
+def channel_statistics(
+    view: PairView, block_images: int = 256, std_floor: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (C,) of the original train features, streamed in float64.
+
+    The std is floored at `std_floor` times the median channel std, so that a channel that is
+    (nearly) constant in the originals neither blows up the standardised features nor dominates
+    a loss or a spectrum. A spatial op moves positions only, so the statistics are the same with
+    or without it. Trained mappings normalise with these, and the linear-structure analysis
+    standardises every affine map with them.
+    """
+    channels = view.shape[0]
+    count, total, squares = 0, np.zeros(channels), np.zeros(channels)
+    for x, _, _ in view.blocks("train", block_images):
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+        total += x.sum(axis=(0, 2, 3), dtype=np.float64)
+        squares += np.square(x, dtype=np.float64).sum(axis=(0, 2, 3))
+    if count == 0:
+        raise ValueError("the train split is empty")
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return mean, np.maximum(std, std_floor * np.median(std) + 1e-12)

@@ -11,6 +11,16 @@ compared with those of the original and the manipulated images (METHODS.md, Feat
 - `top1_agreement` with comparison mapped_vs_manipulated.
 
 A mapping that applies the exact spatial op first writes `mapped_spatial_first` for `mapped`.
+
+Token models: the mappings map the patch grid, and the class and register tokens ahead of it
+must become something too. A mapping that acts on each feature vector alone (identity, additive,
+linear, ridge, Procrustes, MLP: `models.POSITIONWISE`) maps them with the same function as every
+patch token. A mapping that needs the grid (spatial, local_linear, cnn, transformer) leaves the
+original image's prefix tokens in place. At a layer from which the model's output reads no patch
+token (the last block of a model that classifies from its class token: nothing after it mixes
+tokens) those mappings would score exactly like the original image whatever they map, so their
+rows are not written; `grid_reaches_output` detects such a layer by running the rest of the
+network on noise in place of the grid.
 """
 
 import dataclasses
@@ -23,7 +33,7 @@ from torch import nn
 from featlab import metrics
 from featlab.backbones import forward_from_layer
 from featlab.data.images import ImageStore
-from featlab.mapping.models import mapping_function
+from featlab.mapping.models import mapping_function, token_function
 from featlab.mapping.pairs import SPATIAL_FIRST
 from featlab.store import FeatureStore
 from featlab.tables import metric_row
@@ -134,6 +144,7 @@ def mapping_rows(
     original: TestFeatures,
     manipulated: TestFeatures,
     mapping: Callable[[np.ndarray], np.ndarray],
+    tokens: Callable[[np.ndarray], np.ndarray] | None,
     spatial_first: bool,
     input_size: tuple[int, int] | None,
     settings: SemanticSettings,
@@ -141,13 +152,15 @@ def mapping_rows(
 ) -> list[dict]:
     """Map the original test features, run the rest of the network, score the class outputs.
 
-    The prefix (class/register) tokens of the original images go back in front of the mapped
-    patch tokens of a token model.
+    Args:
+        tokens: The mapping of a token model's prefix (class/register) tokens (N, P, C); None
+            keeps the original's prefix tokens in front of the mapped patch tokens.
     """
     mapped = mapping(original.maps)
-    logits = logits_of_features(
-        model, layer, mapped, original.prefix, input_size, settings.batch_size
-    )
+    prefix = original.prefix
+    if prefix is not None and tokens is not None:
+        prefix = tokens(prefix)
+    logits = logits_of_features(model, layer, mapped, prefix, input_size, settings.batch_size)
     return mapped_rows(
         original.logits,
         manipulated.logits,
@@ -157,6 +170,27 @@ def mapping_rows(
         settings.top_k,
         base,
     )
+
+
+def grid_reaches_output(
+    model: nn.Module,
+    layer: str,
+    features: TestFeatures,
+    input_size: tuple[int, int] | None,
+    images: int = 4,
+) -> bool:
+    """Whether the model's logits depend on the grid of `layer` (not only on its prefix tokens).
+
+    Runs the rest of the network on the first test images' features and on seeded noise of the
+    same scale in place of their grid, with the original prefix tokens both times.
+    """
+    maps = features.maps[:images].astype(np.float32)
+    prefix = None if features.prefix is None else features.prefix[:images]
+    noise = np.random.default_rng(0).normal(size=maps.shape).astype(np.float32)
+    noise *= maps.std() + 1.0
+    logits = logits_of_features(model, layer, maps, prefix, input_size, images)
+    changed = logits_of_features(model, layer, noise, prefix, input_size, images)
+    return not np.allclose(logits, changed, rtol=1e-5, atol=1e-6)
 
 
 def test_indices(images: ImageStore, max_images: int | None) -> np.ndarray:
@@ -205,7 +239,7 @@ def semantic_consistency(
 
     Returns:
         The rows of the original and manipulated images (once per manipulation) and of each
-        mapping.
+        mapping whose rows can depend on what it maps (module docstring).
     """
     # 1. The original test features, and the image size that produced them
     if settings.threads:
@@ -216,7 +250,7 @@ def semantic_consistency(
     sources = {}  # the original test features, per choice of images
     # 2. Per manipulation: the rows of the images themselves, then of each mapping. The images
     # are the manipulated store's test images: a failed generative edit leaves them all.
-    rows = []
+    rows, reaches = [], None
     for manipulation in dict.fromkeys(entry["manipulation"] for entry in plan):
         entries = [entry for entry in plan if entry["manipulation"] == manipulation]
         base = dict(backbone=backbone, layer=layer, manipulation=manipulation)
@@ -232,14 +266,20 @@ def semantic_consistency(
         rows += reference_rows(
             source.logits, target.logits, source.labels, target.labels, settings.top_k, base
         )
+        if reaches is None:  # a property of the layer: probed once
+            reaches = grid_reaches_output(model, layer, source, input_size)
         for entry in entries:
             function, first = mapping_function(entry["mapping"], entry["map"], entry["spatial_op"])
+            tokens = token_function(entry["mapping"], entry["map"])
+            if not reaches and tokens is None:
+                continue  # the rows could not depend on what the mapping maps (module docstring)
             rows += mapping_rows(
                 model,
                 layer,
                 source,
                 target,
                 function,
+                tokens,
                 first is not None,
                 input_size,
                 settings,

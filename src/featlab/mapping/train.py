@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from featlab.devices import resolve_device
 from featlab.mapping.models import NormalisedMap, apply_model, build_model, save_trained
-from featlab.mapping.pairs import PairView
+from featlab.mapping.pairs import PairView, channel_statistics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,25 +238,6 @@ def train_model(model: NormalisedMap, train, val, settings: TrainSettings) -> Tr
     return TrainResult(model.eval(), history, best_epoch, stopped_early)
 
 
-def channel_statistics(view: PairView, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std (C,) of the original train features, streamed in float64.
-
-    The std is floored at `std_floor` times the median channel std, so that a channel that is
-    (nearly) constant in the originals neither blows up the inputs nor dominates the MSE.
-    """
-    channels = view.shape[0]
-    count, total, squares = 0, np.zeros(channels), np.zeros(channels)
-    for x, _, _ in view.blocks("train", settings.block_images):
-        count += x.shape[0] * x.shape[2] * x.shape[3]
-        total += x.sum(axis=(0, 2, 3), dtype=np.float64)
-        squares += np.square(x, dtype=np.float64).sum(axis=(0, 2, 3))
-    if count == 0:
-        raise ValueError("the train split is empty")
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    return mean, np.maximum(std, settings.std_floor * np.median(std) + 1e-12)
-
-
 def _pairs(
     view: PairView, split: str, settings: TrainSettings, device: torch.device, in_memory: bool
 ):
@@ -304,7 +285,7 @@ def train_mapping(view: PairView, mapping: str, hyper: dict, settings: TrainSett
     if not len(view.splits["val"]):
         raise ValueError("training needs a val split: set val_fraction above 0")
     # 2. Normalisation statistics of the originals, and the model
-    mean, std = channel_statistics(view, settings)
+    mean, std = channel_statistics(view, settings.block_images, settings.std_floor)
     channels, height, width = view.shape
     core = build_model(mapping, channels, (height, width), **hyper)
     model = NormalisedMap(core, torch.from_numpy(mean), torch.from_numpy(std)).to(device)
