@@ -130,7 +130,8 @@ rule provenance:
     # runs, in the job's environment: as params the time would rerun it at every invocation, and
     # the versions would be those of Snakemake's environment, not the job's.
     params:
-        config=config,
+        config=tracked_config(),
+        images=IMAGE_MANIFEST,
         git=git_state(workflow.basedir),
         backbones=BACKBONES,
         code=code_hash("provenance", "store", "io"),

@@ -16,7 +16,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("
 
 from featlab.backbones import BackboneSpec, check_backbone, labels_match_head
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
-from featlab.data.sources import REQUIRED_SPLITS, count_images
+from featlab.data.sources import REQUIRED_SPLITS, survey
 from featlab.featinv.settings import check_patch_size, resolve_guidance
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import check_spec
@@ -85,26 +85,30 @@ def shard_store(backbone, imageset, shard):
     return f"{RESULTS}/features/{backbone}/{imageset}.shards/{shard}.zarr"
 
 
-def planned_images():
-    """The number of original images, known before any job runs: the shards are planned from it."""
+def survey_data():
+    """The number of original images, known before any job runs (the shards are planned from it),
+    and the manifest digest of a folder's or file list's files (None for the shapes world)."""
     data = config["data"]
-    if data["source"] == "shapes":
-        return data["shapes"]["n_train"] + data["shapes"]["n_test"]
+    # Cluster jobs parse the Snakefile again: only planning stats the files (featlab.data.manifest).
     # None when the folder or file list is not on this machine; a missing split stops here.
-    counted = count_images(data, required_splits=REQUIRED_SPLITS)
+    found = survey(data, REQUIRED_SPLITS, manifest=workflow.is_main_process)
+    if data["source"] == "shapes":
+        return found.n_images, None
     expected = data["n_images"]
     where = f"data.{data['source']}"
-    if counted is None and expected is None:
+    if found is None and expected is None:
         raise ValueError(
             f"{where} names a folder or file that is not here ({data[data['source']]}); "
             "fix the path, or set data.n_images to plan the study without the data"
         )
-    if None not in (counted, expected) and counted != expected:
+    if found is None:
+        return expected, None
+    if expected is not None and found.n_images != expected:
         raise ValueError(
-            f"{where} holds {counted} images but data.n_images says {expected}: is the data set "
-            "complete? Fix the data or data.n_images"
+            f"{where} holds {found.n_images} images but data.n_images says {expected}: is the "
+            "data set complete? Fix the data or data.n_images"
         )
-    return counted if counted is not None else expected
+    return found.n_images, found.manifest
 
 
 def shards(images_per_shard):
@@ -112,7 +116,9 @@ def shards(images_per_shard):
     return [f"{k:05d}" for k in range(math.ceil(N_IMAGES / images_per_shard))]
 
 
-N_IMAGES = planned_images()
+# IMAGE_MANIFEST is a param of the original image store: a changed, added or removed image reruns
+# it and everything after it.
+N_IMAGES, IMAGE_MANIFEST = survey_data()
 SHARDS = shards(config["extraction"]["images_per_shard"])
 EDIT_SHARDS = shards(config["editing"]["images_per_shard"])
 
@@ -122,19 +128,24 @@ def edit_shard_store(manipulation, shard):
     return f"{RESULTS}/images/{manipulation}.shards/{shard}.zarr"
 
 
-def data_files(wildcards):
-    """The file list a study reads, so that editing it reruns the study (an image folder's files
-    are not tracked). Where it is absent the DAG still builds (a dry run on another machine); the
-    job then stops naming it."""
-    path = config["data"]["filelist"]["path"]
-    if config["data"]["source"] == "filelist" and path and os.path.exists(path):
-        return path
-    return []
+def unlocated(data):
+    """A data section without where the data set lies (data.folder.root, data.filelist.path): its
+    files are tracked by IMAGE_MANIFEST, whose paths are relative to it, so a data set moved or
+    copied with its files reruns nothing. Jobs that need the location read it from the config."""
+    folder = {k: v for k, v in data["folder"].items() if k != "root"}
+    filelist = {k: v for k, v in data["filelist"].items() if k != "path"}
+    return {**data, "folder": folder, "filelist": filelist}
 
 
 def data_settings():
     """The data section as it shapes the image store (not how many processes decode it)."""
-    return {k: v for k, v in config["data"].items() if k not in ("workers", "n_images")}
+    settings = {k: v for k, v in config["data"].items() if k not in ("workers", "n_images")}
+    return unlocated(settings)
+
+
+def tracked_config():
+    """The config as params compare it, for provenance: without the data set's location."""
+    return {**config, "data": unlocated(config["data"])}
 
 
 def shapes_scenes(wildcards):

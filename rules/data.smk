@@ -25,8 +25,6 @@ else:
 
     # The original images of an image folder or file list, resized and centre-cropped to one size.
     rule prepare_images:
-        input:
-            data_files,
         output:
             store=directory(image_store("original")),
         log:
@@ -41,6 +39,7 @@ else:
             runtime=240,
         params:
             data=data_settings(),
+            images=IMAGE_MANIFEST,
             models=[backbone["model"] for backbone in config["backbones"].values()],
             code=code_hash("data", "io", "workers", "_compat"),
         script:

@@ -59,9 +59,10 @@ def test_git_state_is_none_outside_a_checkout(tmp_path):
 
 def test_provenance_keeps_the_config_and_names_versions_and_time():
     config = {"study": "tiny", "backbones": {"cnn": {"layers": ["layer2"]}}}
-    record = provenance(config, {"commit": "abc123", "dirty": True})
+    record = provenance(config, {"commit": "abc123", "dirty": True}, image_manifest="f00d")
     assert record["study"] == "tiny"
     assert record["config"] == config
+    assert record["image_manifest"] == "f00d"
     assert record["featlab"] == {"version": featlab.__version__, "commit": "abc123", "dirty": True}
     assert record["python"] == platform.python_version()
     assert record["packages"]["numpy"] == np.__version__

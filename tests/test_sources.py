@@ -2,6 +2,7 @@
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ from featlab.data.sources import (
     prepare_images,
     read_filelist,
     resolve_size,
+    survey,
 )
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -145,6 +147,57 @@ def test_count_images_for_planning(tmp_path):
     assert count_images({"source": "filelist", "filelist": {"path": str(tmp_path / "l.csv")}}) == 1
     assert count_images({"source": "filelist", "filelist": {"path": "absent.csv"}}) is None
     assert count_images({"source": "shapes", "shapes": {"n_train": 7, "n_test": 3}}) == 10
+
+
+def test_the_manifest_follows_the_files_not_where_they_lie(tmp_path):
+    """The planning digest changes with any image replaced, added, removed or re-dated, and
+    stays when nothing changed or the data set moved with its files."""
+    root = tmp_path / "a" / "data"
+    make_folder(root, {"train/cat": 2, "test/dog": 2})
+
+    def digest(folder=None) -> str:
+        data = {"source": "folder", "folder": {"root": str(folder or root)}}
+        return survey(data, manifest=True).manifest
+
+    first = digest()
+    assert digest() == first  # touching nothing changes nothing
+    assert survey({"source": "folder", "folder": {"root": str(root)}}).manifest is None
+    shutil.copytree(root, tmp_path / "copy")  # copy2 keeps the modification times
+    assert digest(tmp_path / "copy") == first
+    os.rename(tmp_path / "a", tmp_path / "b")  # the data set's parent renamed
+    root = tmp_path / "b" / "data"
+    assert digest() == first
+    seen = {first}
+    for change in (
+        lambda: save(root / "train/cat/00.png", noise(99)),  # replaced
+        lambda: save(root / "test/dog/02.png", noise(98)),  # added
+        lambda: os.remove(root / "train/cat/01.png"),  # removed
+        lambda: os.utime(root / "test/dog/00.png", ns=(0, 10**18)),  # re-dated: stat, not read
+        lambda: (root / "test/bird").mkdir(),  # an empty class folder shifts no label, adds a class
+    ):
+        change()
+        seen.add(digest())
+    assert len(seen) == 6
+
+
+def test_a_file_lists_manifest_follows_its_rows(tmp_path):
+    make_folder(tmp_path, {"img": 2})
+    csv = tmp_path / "list.csv"
+    data = {"source": "filelist", "filelist": {"path": str(csv)}}
+    digests = []
+    for text in (
+        "path,label,split\nimg/00.png,0,train\nimg/01.png,1,test\n",
+        "path, label, split\nimg/00.png, 0, train\nimg/01.png, 1, test\n",  # the same rows
+        "path,label,split\nimg/00.png,1,train\nimg/01.png,0,test\n",  # labels swapped
+        "path,label,split\nimg/01.png,1,test\nimg/00.png,0,train\n",  # rows reordered
+        "path,label,split\nimg/00.png,0,train\nimg/01.png,1,test\nimg/02.png,1,test\n",
+    ):
+        csv.write_text(text)
+        digests.append(survey(data, manifest=True).manifest)
+    assert digests[0] == digests[1]
+    assert len(set(digests)) == 4
+    save(tmp_path / "img/02.png", noise(7))  # a listed file that was missing appears
+    assert survey(data, manifest=True).manifest != digests[4]
 
 
 # Decoding
@@ -318,6 +371,13 @@ def test_skip_mode_streams_a_store_that_image_store_reads(tmp_path, mixed_folder
     images = store.read().images
     for i, entry in enumerate(kept):
         np.testing.assert_array_equal(images[i], fit_image(load_image(entry.path), 16, 0.875))
+    # the manifest: every listed file (skipped ones too) in the digest planning computes, and
+    # each kept image's file size and modification time
+    planned = survey({"source": "folder", "folder": {"root": str(mixed_folder)}}, manifest=True)
+    assert store.attrs["manifest"] == summary["manifest"] == planned.manifest
+    stats = [os.stat(entry.path) for entry in kept]
+    assert store.group["file_size"][:].tolist() == [stat.st_size for stat in stats]
+    assert store.group["file_mtime_ns"][:].tolist() == [stat.st_mtime_ns for stat in stats]
 
 
 def test_worker_processes_write_the_same_store(tmp_path, mixed_folder):

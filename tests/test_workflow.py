@@ -337,6 +337,50 @@ def test_an_image_folder_study_extracts_its_shards_into_one_store(tmp_path):
     assert store.read("layer2").shape == (17, 4, 4, 4)
 
 
+def test_a_changed_image_folder_reruns_its_store_and_what_reads_it(tmp_path):
+    """The image folder's files are an input: a replaced or an added photo reruns the image store
+    and its dependents; nothing changed, or the folder copied elsewhere with its files, reruns
+    nothing."""
+    write_photos(tmp_path / "photos")
+    config = {
+        "study": "photos",
+        "data": {"source": "folder", "folder": {"root": "photos"}, "image_size": 32},
+        "manipulations": {"flip_h": {"kind": "flip", "axis": "horizontal"}},
+        "backbones": {"cnn": TINY_CNN},
+        "extraction": {"batch_size": 32},
+    }
+    config["data"]["on_error"] = "skip"
+    copy_workflow(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    # the image store's dependents: a manipulation, and the extraction of the original
+    targets = ("results/photos/images/flip_h.zarr", "results/photos/features/cnn/original.zarr")
+    full = planned_jobs(tmp_path, *targets)
+    store = tmp_path / "results/photos/images/original.zarr"
+    prepare = [job for job in full if job["rule"] == "prepare_images"]
+    assert len(prepare) == 1
+    snakemake(tmp_path, *targets)
+    assert planned_jobs(tmp_path, *targets) == []
+    cat = tmp_path / "photos" / "train" / "cat"
+    for change in (
+        lambda: Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(cat / "0.png"),
+        lambda: Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(cat / "new.png"),
+    ):
+        change()
+        rerun = planned_jobs(tmp_path, *targets)
+        assert _outputs(rerun) == descendants(full, prepare)
+        snakemake(tmp_path, *targets)
+        assert planned_jobs(tmp_path, *targets) == []
+    images = ImageStore(store)
+    assert len(images) == 18  # 16 photos, the grayscale and the added one
+    replaced = list(images.image_ids).index("train/cat/0.png")
+    assert (images.images[replaced] == 200).all()
+    # The whole folder copied elsewhere, modification times kept, and the config pointed there
+    shutil.copytree(tmp_path / "photos", tmp_path / "elsewhere" / "photos")
+    config["data"]["folder"]["root"] = "elsewhere/photos"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(tmp_path, *targets) == []
+
+
 def test_a_generative_edit_study_runs_end_to_end(tmp_path):
     """A semantic manipulation by a tiny InstructPix2Pix editor saved beside the study: edited in
     two shards, gathered, and carried through extraction, fits, FeatInv and the table."""

@@ -37,9 +37,10 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
-def planned_jobs(workdir: Path) -> list[dict]:
-    """The jobs a dry run would execute: rule name, inputs and outputs of each."""
-    text = snakemake(workdir, "--dry-run").stdout
+def planned_jobs(workdir: Path, *targets: str) -> list[dict]:
+    """The jobs a dry run would execute (for `targets`, or the whole study): rule name, inputs
+    and outputs of each."""
+    text = snakemake(workdir, *targets, "--dry-run").stdout
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
         header = re.match(r"(?:local)?rule (\w+):", block)

@@ -1,4 +1,5 @@
-"""Record what produced the study: resolved config, featlab version and commit, package versions."""
+"""Record what produced the study: resolved config, featlab version and commit, package versions,
+and the manifest digest of a real data set's files."""
 
 import sys
 
@@ -13,5 +14,7 @@ weights = {
     name: FeatureStore(path).attrs.get("weights_sha256")
     for name, path in zip(snakemake.params.backbones, features, strict=True)
 }
-record = provenance(snakemake.params.config, snakemake.params.git, weights)
+# The whole config, with the data set's location, which params leave out (rules/common.smk:
+# unlocated): a data set moved with its files reruns nothing, and the record says where it was.
+record = provenance(snakemake.config, snakemake.params.git, weights, snakemake.params.images)
 write_json(snakemake.output[0], record)

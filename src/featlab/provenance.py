@@ -70,7 +70,10 @@ def git_state(checkout: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def provenance(
-    config: dict, git: dict[str, Any] | None, weights: dict[str, str | None] | None = None
+    config: dict,
+    git: dict[str, Any] | None,
+    weights: dict[str, str | None] | None = None,
+    image_manifest: str | None = None,
 ) -> dict[str, Any]:
     """The provenance record of a study.
 
@@ -79,10 +82,13 @@ def provenance(
         git: `git_state` of the workflow's checkout, or None where it is not a git checkout.
         weights: backbone name -> sha256 of the weights its features were extracted with (as
             the feature stores record it; None where no file was hashed).
+        image_manifest: the manifest digest of a real data set's files (featlab.data.manifest),
+            as the original image store records it; None for the shapes world.
 
     Returns:
         A JSON-ready dict: study, time written (UTC), featlab version, commit and dirty flag,
-        Python version and platform, package versions, the weights' sha256 and the config.
+        Python version and platform, package versions, the weights' sha256, the config and the
+        image manifest.
     """
     git = git or {"commit": None, "dirty": None}
     return {
@@ -94,4 +100,5 @@ def provenance(
         "packages": package_versions(),
         "weights_sha256": weights or {},
         "config": config,
+        "image_manifest": image_manifest,
     }

@@ -16,7 +16,9 @@ Each image is decoded to RGB (`load_image`), resized and centre-cropped with tim
 geometry (`fit_image`) to `data.image_size` (None: the largest input size of the study's
 backbones, `resolve_size`), and streamed into the store (`prepare_images`). An unreadable image
 stops the job (`data.on_error: stop`) or is left out and listed (`skip`); `data.workers`
-processes decode in parallel.
+processes decode in parallel. The workflow plans with the digest of the listed files' manifest
+(`survey`, featlab.data.manifest), so that a changed data set reruns its image store, and the
+store records that digest and each image's file size and modification time.
 """
 
 import collections
@@ -36,6 +38,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from featlab.data.images import SPLITS, chunk_length
+from featlab.data.manifest import file_stats, manifest_digest
 from featlab.data.shapes import ShapesSettings
 from featlab.io import atomic_path
 from featlab.workers import START_METHOD, main_script_hidden
@@ -288,26 +291,55 @@ def check_splits(entries: Sequence[Entry], required: Sequence[str] = REQUIRED_SP
             )
 
 
-def count_images(data_config: Mapping, required_splits: Sequence[str] = ()) -> int | None:
-    """The number of images of a data config, for planning the workflow.
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    """What planning knows of a data source before any job runs."""
 
-    Shapes: n_train + n_test. Folder and file list: the listed entries (with data.on_error: skip
-    the store may hold fewer), or None where the folder or CSV is not on this machine. Each of
-    `required_splits` must hold a listed image (`check_splits`), so that planning stops on a data
-    set without, say, test images.
+    n_images: int  # the listed images (with data.on_error: skip the store may hold fewer)
+    manifest: str | None  # the digest of the listed files (manifest_of); None unless asked for
+
+
+def manifest_of(
+    entries: Sequence[Entry],
+    classes: Sequence[str] | None,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> str:
+    """The manifest digest of a source's entries (featlab.data.manifest): ids, classes, splits,
+    and the files' sizes and modification times (`stats`, from file_stats; stat-ed when None)."""
+    sizes, mtimes = stats if stats is not None else file_stats([entry.path for entry in entries])
+    columns = ([entry.image_id for entry in entries], [entry.label for entry in entries])
+    return manifest_digest(*columns, [entry.split for entry in entries], sizes, mtimes, classes)
+
+
+def survey(
+    data_config: Mapping, required_splits: Sequence[str] = (), manifest: bool = False
+) -> Survey | None:
+    """The number of images of a data config, and with `manifest` their manifest digest, for
+    planning the workflow.
+
+    Shapes: n_train + n_test, and no manifest (the scenes are rendered from the config). Folder
+    and file list: the listed entries, or None where the folder or CSV is not on this machine.
+    Each of `required_splits` must hold a listed image (`check_splits`), so that planning stops on
+    a data set without, say, test images.
     """
     source = data_config.get("source", "shapes")
     if source == "shapes":
         settings = ShapesSettings(**(data_config.get("shapes") or {}))
-        return settings.n_train + settings.n_test
+        return Survey(settings.n_train + settings.n_test, None)
     if source not in SOURCES:
         raise ValueError(f"data.source {source!r}: choose one of {SOURCES}")
     location = (data_config.get(source) or {}).get("root" if source == "folder" else "path")
     if location is None or not os.path.exists(location):
         return None
-    entries = list_entries(data_config)[0]
+    entries, classes = list_entries(data_config)
     check_splits(entries, required_splits)
-    return len(entries)
+    return Survey(len(entries), manifest_of(entries, classes) if manifest else None)
+
+
+def count_images(data_config: Mapping, required_splits: Sequence[str] = ()) -> int | None:
+    """The number of images of a data config (`survey`), None where the data are not here."""
+    found = survey(data_config, required_splits)
+    return None if found is None else found.n_images
 
 
 # Decoding
@@ -455,6 +487,9 @@ def prepare_images(
 ) -> dict:
     """Decode, fit and write the images of `entries` to an image store, streaming chunk by chunk.
 
+    Beside the images, labels, splits and ids, the store records each kept image's file size and
+    modification time (`file_size`, `file_mtime_ns`), stat-ed before the file is read.
+
     The store has the layout of `write_image_store` and appears at `path` only when complete.
     With on_error="stop" the first unreadable image raises UnreadableImage; with "skip" the
     unreadable images are left out and listed in the store's `skipped` attribute. Entries
@@ -468,13 +503,14 @@ def prepare_images(
         on_error: stop | skip.
         workers: decoding processes; 0 decodes in this process.
         attrs: written into the store's attributes (class names, source, ...), with size,
-            crop_pct and the skipped files.
+            crop_pct, the skipped files and the manifest digest of all entries (`manifest_of`,
+            with attrs["classes"]): the one the workflow plans with when the files are the same.
         min_side: an image whose shorter side has fewer pixels is unreadable (stopped or
             skipped as on_error says) instead of being upscaled into the data set.
 
     Returns:
-        n_images, n_skipped, skipped ([{path, reason}]), classes (attrs["classes"], if given) and
-        n_per_split.
+        n_images, n_skipped, skipped ([{path, reason}]), classes (attrs["classes"], if given),
+        n_per_split and manifest (the digest).
     """
     # 1. Check inputs
     if on_error not in ON_ERROR:
@@ -492,13 +528,17 @@ def prepare_images(
         images = group.create_array(
             "images", shape=(n, *item_shape), chunks=(rows, *item_shape), dtype=np.uint8
         )
-        kept, skipped, buffer = [], [], []
-        # 3. Decode in order and write each chunk as it fills
+        kept, kept_rows, skipped, buffer = [], [], [], []
+        # 3. The manifest, stat-ed before the files are read: a file changed while the job runs
+        # then differs from it, and the next run sees the change
         paths = [entry.path for entry in entries]
+        sizes, mtimes = file_stats(paths)
+        manifest = manifest_of(entries, (attrs or {}).get("classes"), (sizes, mtimes))
+        # 4. Decode in order and write each chunk as it fills
         decoded = _decoded(paths, size, crop_pct, workers, min_side)
         progress = tqdm(total=n, desc="decode images", unit="img", mininterval=5)
         with contextlib.closing(decoded), progress:
-            for entry, (image, reason) in zip(entries, decoded, strict=True):
+            for index, (entry, (image, reason)) in enumerate(zip(entries, decoded, strict=True)):
                 progress.update()
                 if image is None:
                     if on_error == "stop":
@@ -507,6 +547,7 @@ def prepare_images(
                     continue
                 buffer.append(image)
                 kept.append(entry)
+                kept_rows.append(index)
                 if len(buffer) == rows:
                     images[len(kept) - rows : len(kept)] = np.stack(buffer)  # (rows, H, W, 3)
                     buffer = []
@@ -523,8 +564,10 @@ def prepare_images(
             images[len(kept) - len(buffer) : len(kept)] = np.stack(buffer)
         if len(kept) < n:
             images.resize((len(kept), *item_shape))
-        # 4. Labels, splits and ids of the kept images
+        # 5. Labels, splits and ids of the kept images, and the manifest of their files
         group.create_array("label", data=np.array([e.label for e in kept], dtype=np.int64))
+        group.create_array("file_size", data=sizes[kept_rows])
+        group.create_array("file_mtime_ns", data=mtimes[kept_rows])
         for name, values in (
             ("split", [e.split for e in kept]),
             ("image_id", [e.image_id for e in kept]),
@@ -534,7 +577,13 @@ def prepare_images(
                 values, dtype=str
             )
         group.attrs.update(
-            {**(attrs or {}), "size": size, "crop_pct": crop_pct, "skipped": skipped}
+            {
+                **(attrs or {}),
+                "size": size,
+                "crop_pct": crop_pct,
+                "skipped": skipped,
+                "manifest": manifest,
+            }
         )
     splits = collections.Counter(entry.split for entry in kept)
     return {
@@ -543,4 +592,5 @@ def prepare_images(
         "skipped": skipped,
         "classes": (attrs or {}).get("classes"),
         "n_per_split": {split: splits[split] for split in SPLITS},
+        "manifest": manifest,
     }
