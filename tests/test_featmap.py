@@ -31,7 +31,9 @@ from featlab.mapping.semantic import (
     SemanticSettings,
     grid_reaches_output,
     logits_of_features,
+    mapped_rows,
     mapping_rows,
+    reference_rows,
 )
 from featlab.mapping.semantic import TestFeatures as SemanticFeatures
 from featlab.mapping.train import EarlyStopping, TensorPairs, TrainSettings, train_model
@@ -348,3 +350,15 @@ def test_mapped_features_reach_the_logits_at_every_default_layer(spec):
         # a mapping that keeps the original prefix: the layer tells whether its rows could move
         last = layer == spec.layers[-1] and prefix is not None
         assert grid_reaches_output(model, layer, features, (64, 64)) is not last
+
+
+def test_top_k_accuracy_is_written_only_where_it_can_be_below_one():
+    # With 5 classes every label is among the top 5: the row would be 1 whatever was mapped.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 6)
+    for classes, expected in ((5, False), (8, True)):
+        logits = rng.normal(size=(6, classes))
+        rows = mapped_rows(logits, logits, logits + 1, labels, False, 5, {})
+        rows += reference_rows(logits, logits, labels, labels, 5, {})
+        assert any(row["metric"] == "top5_accuracy" for row in rows) is expected
+        assert sum(row["metric"] == "top1_accuracy" for row in rows) == 3

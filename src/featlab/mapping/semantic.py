@@ -4,7 +4,8 @@ The rest of the backbone (the layers after the mapped one, and the head) runs on
 features of the test images (`backbones.forward_from_layer`), and its class probabilities are
 compared with those of the original and the manipulated images (METHODS.md, FeatMap evaluation):
 
-- `top1_accuracy`, `top5_accuracy` and `entropy` (bits) with `comparison` original, manipulated
+- `top1_accuracy`, `top5_accuracy` (the k of `top_k`, written only for a head of more than k
+  classes: otherwise it is always 1) and `entropy` (bits) with `comparison` original, manipulated
   or mapped (mapped against the manipulated image's label); rows of the original and the
   manipulated images have an empty `mapping`;
 - `jsd` (bits, log2) with comparison original_vs_manipulated and original_vs_mapped;
@@ -75,6 +76,18 @@ def _row(metric: str, values: np.ndarray, comparison: str, base: dict) -> dict:
     return metric_row("mapping", metric, value, n, comparison=comparison, split="test", **base)
 
 
+def _accuracy_rows(
+    logits: np.ndarray, labels: np.ndarray, top_k: int, name: str, base: dict
+) -> list[dict]:
+    """Top-1 and top-k accuracy; top-k only below the number of classes, where it is always 1."""
+    rows = [_row("top1_accuracy", metrics.top_k_hits(logits, labels, 1), name, base)]
+    if top_k < logits.shape[1]:
+        rows.append(
+            _row(f"top{top_k}_accuracy", metrics.top_k_hits(logits, labels, top_k), name, base)
+        )
+    return rows
+
+
 def reference_rows(
     original: np.ndarray,
     manipulated: np.ndarray,
@@ -89,10 +102,7 @@ def reference_rows(
         ("original", original, labels),
         ("manipulated", manipulated, manipulated_labels),
     ):
-        rows.append(_row("top1_accuracy", metrics.top_k_hits(logits, truth, 1), name, base))
-        rows.append(
-            _row(f"top{top_k}_accuracy", metrics.top_k_hits(logits, truth, top_k), name, base)
-        )
+        rows += _accuracy_rows(logits, truth, top_k, name, base)
         rows.append(_row("entropy", metrics.entropy(logits), name, base))
     rows.append(_row("jsd", metrics.jsd(original, manipulated), "original_vs_manipulated", base))
     return rows
@@ -110,13 +120,7 @@ def mapped_rows(
     """Rows of one mapping's mapped features: accuracy, entropy, JSD to the original, agreement."""
     name = f"mapped_{SPATIAL_FIRST}" if spatial_first else "mapped"
     return [
-        _row("top1_accuracy", metrics.top_k_hits(mapped, manipulated_labels, 1), name, base),
-        _row(
-            f"top{top_k}_accuracy",
-            metrics.top_k_hits(mapped, manipulated_labels, top_k),
-            name,
-            base,
-        ),
+        *_accuracy_rows(mapped, manipulated_labels, top_k, name, base),
         _row("entropy", metrics.entropy(mapped), name, base),
         _row("jsd", metrics.jsd(original, mapped), f"original_vs_{name}", base),
         _row(
