@@ -25,6 +25,8 @@ LEVELS = {  # typical test cosine of each mapping, before noise
     "linear": 0.93,
     "ridge": 0.9,
     "procrustes": 0.86,
+    "ridge_relative": 0.93,
+    "procrustes_relative": 0.87,
     "local_linear": 0.94,
     "mlp": 0.95,
     "cnn": 0.96,

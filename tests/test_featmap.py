@@ -308,19 +308,21 @@ def test_semantic_metrics_against_their_formulas():
     np.testing.assert_array_equal(metrics.top1_agreement(scores, scores[::-1]), [0.0, 0.0])
 
 
-def _default_backbones():
-    """The default study's backbones (config.yaml), with seeded random weights."""
+def _default_backbones() -> list:
+    """The default study's backbones (config.yaml), to build with seeded random weights."""
     import yaml
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
-    for name, entry in config["backbones"].items():
-        spec = BackboneSpec(
+    specs = {
+        name: BackboneSpec(
             model=entry["model"],
             layers=tuple(entry["layers"]),
             model_args=entry["model_args"],
             num_classes=5,
         )
-        yield pytest.param(spec, id=name)
+        for name, entry in config["backbones"].items()
+    }
+    return [pytest.param(spec, id=name) for name, spec in specs.items()]
 
 
 @pytest.mark.parametrize("spec", _default_backbones())
