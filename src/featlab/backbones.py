@@ -271,22 +271,12 @@ def check_layer_outputs(model: nn.Module, layers: tuple[str, ...], input_size: i
     second even for large models; a model whose forward pass has no meta kernels is not checked
     here, and its extraction job checks it instead.
     """
-    outputs: dict[str, object] = {}
     modules = dict(model.named_modules())
-    hooks = [
-        modules[name].register_forward_hook(
-            lambda _m, _i, out, name=name: outputs.setdefault(name, out)
-        )
-        for name in layers
-    ]
     try:
-        with torch.device("meta"), torch.no_grad():
+        with capture_layers(model, layers) as outputs, torch.device("meta"), torch.no_grad():
             model.to("meta").eval()(torch.empty(1, 3, input_size, input_size))
     except Exception:  # an op without a meta kernel: the extraction job checks the layers
         return
-    finally:
-        for hook in hooks:
-            hook.remove()
     suggestions = layer_suggestions(model)
     for layer in layers:
         if layer not in outputs:
