@@ -56,7 +56,6 @@ class AnalysisSettings:
     space: str = "standardised"  # standardised (per channel, the paper's) or raw feature units
     rank_tolerance: float = 0.01  # numerical rank: singular values above this share of s_1
     std_floor: float = 0.01  # channel std floored at this share of the median: the trained maps'
-
     block_images: int = 256  # test images per streamed block
 
     def __post_init__(self) -> None:
