@@ -70,8 +70,11 @@ PLANNING_SECTIONS = (
     "data.folder",
     "data.folder.split_fractions",
     "data.filelist",
+    "manipulations.*",  # each kind's parameters, checked by featlab.manipulate.check_spec
+    "mappings",  # which mappings run (each one's section is its dataclass's)
     "featmap",
     "featmap.trained_subset",
+    "lens.cases[]",
     "featinv",
     "featinv.model.unet",  # ModelSettings.unet, a dict of diffusers arguments
     "featinv.model.noise",  # ModelSettings.noise, likewise
