@@ -17,6 +17,7 @@ from tiny_editors import save_tiny_editor
 from tiny_study import REPO, SNAKEMAKE, TINY, copy_workflow, planned_jobs, snakemake
 
 import featlab
+from featlab.codehash import featlab_imports
 from featlab.data.images import ImageStore
 from featlab.store import FeatureStore
 
@@ -186,6 +187,31 @@ def test_changing_one_manipulation_reruns_exactly_its_descendants(study):
         assert not any("/rot90" in path or "/swap_class" in path for path in rerun)
     finally:
         shutil.copy2(TINY, workdir / "config.yaml")
+
+
+@pytest.mark.parametrize("module", ["io.py", "mapping/semantic.py", "workers.py"])
+def test_a_comment_in_a_module_reruns_the_jobs_whose_scripts_import_it(study, module):
+    """Code hashes follow the import graph: the jobs whose scripts reach the module, transitively
+    (featlab.codehash), rerun with what reads their outputs, and nothing else does."""
+    workdir = study["dir"]
+    path = workdir / "src" / "featlab" / module
+    source = path.read_text()
+    path.write_text(source + "\n# a comment\n")
+    try:
+        scripts = {script.stem: script for script in (workdir / "workflow_scripts").glob("*.py")}
+        reached = {
+            name
+            for name, script in scripts.items()
+            if path in featlab_imports(script, workdir / "src")
+        }
+        roots = [job for job in study["plan"] if job["rule"] in reached]
+        assert roots
+        rerun = planned_jobs(workdir)
+        assert _outputs(rerun) == descendants(study["plan"], roots)
+        if module == "io.py":  # every script writes through featlab.io
+            assert _outputs(rerun) == _outputs(study["plan"])
+    finally:
+        path.write_text(source)
 
 
 def test_editing_the_plotting_code_reruns_only_plotting(study):
