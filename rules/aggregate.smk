@@ -6,11 +6,11 @@ rule aggregate:
     input:
         study.metrics_files(),
     output:
-        report(study.table(), caption="../report/metrics.rst", category="Tables"),
+        reported(study.table(), "metrics", "Tables"),
     log:
-        log(study.table()),
+        study.log(study.table()),
     benchmark:
-        benchmark(study.table())
+        study.benchmark(study.table())
     conda:
         ENV
     threads: 1
@@ -19,7 +19,7 @@ rule aggregate:
         runtime=10,
     params:
         study=config["study"],
-        code=code("aggregate"),
+        code=study.code("aggregate"),
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -29,15 +29,11 @@ rule plot_cosine:
     input:
         rules.aggregate.output,
     output:
-        report(
-            study.figure("cosine_by_layer"),
-            caption="../report/cosine_by_layer.rst",
-            category="FeatMap",
-        ),
+        reported(study.figure("cosine_by_layer"), "cosine_by_layer", "FeatMap"),
     log:
-        log(study.figure("cosine_by_layer")),
+        study.log(study.figure("cosine_by_layer")),
     benchmark:
-        benchmark(study.figure("cosine_by_layer"))
+        study.benchmark(study.figure("cosine_by_layer"))
     conda:
         ENV
     threads: 1
@@ -46,7 +42,7 @@ rule plot_cosine:
         runtime=10,
     params:
         plots=study.settings("plots"),
-        code=code("plot_cosine"),
+        code=study.code("plot_cosine"),
     script:
         "../workflow_scripts/plot_cosine.py"
 
@@ -56,25 +52,13 @@ rule plot_featmap:
     input:
         rules.aggregate.output,
     output:
-        relative=report(
-            study.figure("relative_cosine"),
-            caption="../report/relative_cosine.rst",
-            category="FeatMap",
-        ),
-        structure=report(
-            study.figure("linear_structure"),
-            caption="../report/linear_structure.rst",
-            category="FeatMap",
-        ),
-        ranks=report(
-            study.figure("rank_curves"),
-            caption="../report/rank_curves.rst",
-            category="FeatMap",
-        ),
+        relative=reported(study.figure("relative_cosine"), "relative_cosine", "FeatMap"),
+        structure=reported(study.figure("linear_structure"), "linear_structure", "FeatMap"),
+        ranks=reported(study.figure("rank_curves"), "rank_curves", "FeatMap"),
     log:
-        log(study.figure("featmap")),
+        study.log(study.figure("featmap")),
     benchmark:
-        benchmark(study.figure("featmap"))
+        study.benchmark(study.figure("featmap"))
     conda:
         ENV
     threads: 1
@@ -83,7 +67,7 @@ rule plot_featmap:
         runtime=10,
     params:
         plots=study.settings("plots"),
-        code=code("plot_featmap"),
+        code=study.code("plot_featmap"),
     script:
         "../workflow_scripts/plot_featmap.py"
 
@@ -103,9 +87,9 @@ rule provenance:
     output:
         study.provenance(),
     log:
-        log(study.provenance()),
+        study.log(study.provenance()),
     benchmark:
-        benchmark(study.provenance())
+        study.benchmark(study.provenance())
     conda:
         ENV
     threads: 1
@@ -122,6 +106,6 @@ rule provenance:
         images=study.manifest,
         git=git_state(workflow.basedir),
         backbones=study.backbones,
-        code=code("provenance"),
+        code=study.code("provenance"),
     script:
         "../workflow_scripts/provenance.py"

@@ -6,9 +6,9 @@ rule train_backbone:
         weights=study.model("{backbone}", "model.safetensors"),
         config=study.model("{backbone}", "model.json"),
     log:
-        log(study.model("{backbone}")),
+        study.log(study.model("{backbone}")),
     benchmark:
-        benchmark(study.model("{backbone}"))
+        study.benchmark(study.model("{backbone}"))
     wildcard_constraints:
         backbone=one_of(study.backbones_with("train")),
     conda:
@@ -22,7 +22,7 @@ rule train_backbone:
     params:
         backbone=backbone_of,
         train=train_of,
-        code=code("train_backbone"),
+        code=study.code("train_backbone"),
     script:
         "../workflow_scripts/train_backbone.py"
 
@@ -34,9 +34,9 @@ rule init_backbone:
         weights=study.model("{backbone}", "model.safetensors"),
         config=study.model("{backbone}", "model.json"),
     log:
-        log(study.model("{backbone}")),
+        study.log(study.model("{backbone}")),
     benchmark:
-        benchmark(study.model("{backbone}"))
+        study.benchmark(study.model("{backbone}"))
     wildcard_constraints:
         backbone=one_of(study.backbones_with("random")),
     conda:
@@ -48,7 +48,7 @@ rule init_backbone:
     params:
         backbone=backbone_of,
         seed=seed_of,
-        code=code("init_backbone"),
+        code=study.code("init_backbone"),
     script:
         "../workflow_scripts/init_backbone.py"
 
@@ -62,9 +62,9 @@ rule extract:
     output:
         store=directory(study.feature_shard("{backbone}", "{imageset}", "{shard}")),
     log:
-        log(study.feature_shard("{backbone}", "{imageset}", "{shard}")),
+        study.log(study.feature_shard("{backbone}", "{imageset}", "{shard}")),
     benchmark:
-        benchmark(study.feature_shard("{backbone}", "{imageset}", "{shard}"))
+        study.benchmark(study.feature_shard("{backbone}", "{imageset}", "{shard}"))
     conda:
         ENV
     # One core by default: jobs of small models gain little from a second, and on a 2-core
@@ -78,7 +78,7 @@ rule extract:
         backbone=backbone_of,
         extraction=extraction_of,
         images_per_shard=config["extraction"]["images_per_shard"],
-        code=code("extract"),
+        code=study.code("extract"),
     script:
         "../workflow_scripts/extract.py"
 
@@ -92,9 +92,9 @@ rule gather_features:
         store=directory(study.features("{backbone}", "{imageset}")),
         metrics=study.features("{backbone}", "{imageset}", ".metrics.json"),
     log:
-        log(study.features("{backbone}", "{imageset}")),
+        study.log(study.features("{backbone}", "{imageset}")),
     benchmark:
-        benchmark(study.features("{backbone}", "{imageset}"))
+        study.benchmark(study.features("{backbone}", "{imageset}"))
     conda:
         ENV
     threads: 1
@@ -103,6 +103,6 @@ rule gather_features:
         runtime=10,
     params:
         accuracy=accuracy_of,
-        code=code("gather_features"),
+        code=study.code("gather_features"),
     script:
         "../workflow_scripts/gather_features.py"

@@ -49,18 +49,9 @@ INVERSION_CELL = study.inversion("{backbone}", "{layer}", "{manipulation}")
 INVERSION_MAPPING = study.inversion("{backbone}", "{layer}", "{manipulation}", "{mapping}")
 
 
-def log(made):
-    """The log of the job that makes `made`: logs/ mirrors the outputs (featlab.study)."""
-    return study.log(made)
-
-
-def benchmark(made):
-    return study.benchmark(made)
-
-
-def code(script):
-    """The code hash of a rule's script: it and every featlab module it imports, transitively."""
-    return study.code(script)
+def reported(path, caption, category, **details):
+    """An output shown in the report, described by report/{caption}.rst."""
+    return report(path, caption=f"../report/{caption}.rst", category=category, **details)
 
 
 # Input and params functions of the rules' wildcards.
@@ -134,6 +125,11 @@ def analysis_inputs(wildcards):
 
 def lens_case_of(wildcards):
     return study.lens_cases[wildcards.case]
+
+
+def inversion_inputs(wildcards):
+    """The FeatInv model, stores and backbone weights an inversion of one cell reads."""
+    return study.inversion_inputs(wildcards.backbone, wildcards.layer, wildcards.manipulation)
 
 
 def inversion_map(wildcards):

@@ -6,9 +6,9 @@ if config["data"]["source"] == "shapes":
             store=directory(study.images("original")),
             scenes=study.scenes(),
         log:
-            log(study.images("original")),
+            study.log(study.images("original")),
         benchmark:
-            benchmark(study.images("original"))
+            study.benchmark(study.images("original"))
         conda:
             ENV
         threads: 1
@@ -17,7 +17,7 @@ if config["data"]["source"] == "shapes":
             runtime=10,
         params:
             shapes=study.settings("data.shapes"),
-            code=code("render_shapes"),
+            code=study.code("render_shapes"),
         script:
             "../workflow_scripts/render_shapes.py"
 
@@ -28,9 +28,9 @@ else:
         output:
             store=directory(study.images("original")),
         log:
-            log(study.images("original")),
+            study.log(study.images("original")),
         benchmark:
-            benchmark(study.images("original"))
+            study.benchmark(study.images("original"))
         conda:
             ENV
         threads: config["data"]["workers"] + 1  # the decoding workers and the writer
@@ -42,7 +42,7 @@ else:
             # a changed, added or removed image reruns the store and everything after it
             images=study.manifest,
             models=[backbone["model"] for backbone in config["backbones"].values()],
-            code=code("prepare_images"),
+            code=study.code("prepare_images"),
         script:
             "../workflow_scripts/prepare_images.py"
 
@@ -55,9 +55,9 @@ rule manipulate:
     output:
         directory(study.images("{manipulation}")),
     log:
-        log(study.images("{manipulation}")),
+        study.log(study.images("{manipulation}")),
     benchmark:
-        benchmark(study.images("{manipulation}"))
+        study.benchmark(study.images("{manipulation}"))
     wildcard_constraints:
         manipulation=one_of(study.computed),
     conda:
@@ -69,7 +69,7 @@ rule manipulate:
     params:
         spec=spec_of,
         mask=study.settings("change_mask"),
-        code=code("manipulate"),
+        code=study.code("manipulate"),
     script:
         "../workflow_scripts/manipulate.py"
 
@@ -83,9 +83,9 @@ rule edit_images:
     output:
         directory(study.edit_shard("{manipulation}", "{shard}")),
     log:
-        log(study.edit_shard("{manipulation}", "{shard}")),
+        study.log(study.edit_shard("{manipulation}", "{shard}")),
     benchmark:
-        benchmark(study.edit_shard("{manipulation}", "{shard}"))
+        study.benchmark(study.edit_shard("{manipulation}", "{shard}"))
     wildcard_constraints:
         manipulation=one_of(study.edited),
     conda:
@@ -100,7 +100,7 @@ rule edit_images:
         editing=study.settings("editing"),
         images_per_shard=config["editing"]["images_per_shard"],
         mask=study.settings("change_mask"),
-        code=code("edit_images"),
+        code=study.code("edit_images"),
     script:
         "../workflow_scripts/edit_images.py"
 
@@ -112,9 +112,9 @@ rule gather_edits:
     output:
         directory(study.images("{manipulation}")),
     log:
-        log(study.images("{manipulation}")),
+        study.log(study.images("{manipulation}")),
     benchmark:
-        benchmark(study.images("{manipulation}"))
+        study.benchmark(study.images("{manipulation}"))
     wildcard_constraints:
         manipulation=one_of(study.edited),
     conda:
@@ -124,6 +124,6 @@ rule gather_edits:
         mem_mb=2000,
         runtime=30,
     params:
-        code=code("gather_edits"),
+        code=study.code("gather_edits"),
     script:
         "../workflow_scripts/gather_edits.py"

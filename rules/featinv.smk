@@ -11,9 +11,9 @@ rule train_featinv:
         model=directory(f"{study.featinv('{backbone}', '{layer}')}/model"),
         loss=f"{study.featinv('{backbone}', '{layer}')}/loss.json",
     log:
-        log(study.featinv("{backbone}", "{layer}")),
+        study.log(study.featinv("{backbone}", "{layer}")),
     benchmark:
-        benchmark(study.featinv("{backbone}", "{layer}"))
+        study.benchmark(study.featinv("{backbone}", "{layer}"))
     conda:
         ENV
     threads: 1
@@ -24,7 +24,7 @@ rule train_featinv:
     params:
         model=study.settings("featinv.model"),
         train=study.settings("featinv.train"),
-        code=code("train_featinv"),
+        code=study.code("train_featinv"),
     script:
         "../workflow_scripts/train_featinv.py"
 
@@ -32,19 +32,14 @@ rule train_featinv:
 # Reconstructions of the true original and manipulated features of test images, and the controls.
 rule invert_references:
     input:
-        model=rules.train_featinv.output.model,
-        original=study.features("{backbone}", "original"),
-        manipulated=study.features("{backbone}", "{manipulation}"),
-        original_images=study.images("original"),
-        manipulated_images=study.images("{manipulation}"),
-        weights=weights_of,
+        unpack(inversion_inputs),
     output:
         metrics=f"{INVERSION_CELL}/metrics.json",
         images=f"{INVERSION_CELL}/images.safetensors",
     log:
-        log(INVERSION_CELL),
+        study.log(INVERSION_CELL),
     benchmark:
-        benchmark(INVERSION_CELL)
+        study.benchmark(INVERSION_CELL)
     conda:
         ENV
     threads: 1
@@ -56,7 +51,7 @@ rule invert_references:
         backbone=backbone_of,
         sample=study.settings("featinv.sample"),
         invert=study.settings("featinv.invert"),
-        code=code("invert_references"),
+        code=study.code("invert_references"),
     script:
         "../workflow_scripts/invert_references.py"
 
@@ -64,21 +59,16 @@ rule invert_references:
 # Reconstructions from one mapping's features of test images, scored against the references.
 rule invert_featinv:
     input:
-        model=rules.train_featinv.output.model,
-        original=study.features("{backbone}", "original"),
-        manipulated=study.features("{backbone}", "{manipulation}"),
-        original_images=study.images("original"),
-        manipulated_images=study.images("{manipulation}"),
-        weights=weights_of,
+        unpack(inversion_inputs),
         references=rules.invert_references.output.images,
         map=inversion_map,
     output:
         metrics=f"{INVERSION_MAPPING}/metrics.json",
         images=f"{INVERSION_MAPPING}/images.safetensors",
     log:
-        log(INVERSION_MAPPING),
+        study.log(INVERSION_MAPPING),
     benchmark:
-        benchmark(INVERSION_MAPPING)
+        study.benchmark(INVERSION_MAPPING)
     conda:
         ENV
     threads: 1
@@ -91,7 +81,7 @@ rule invert_featinv:
         spec=spec_of,
         sample=study.settings("featinv.sample"),
         invert=study.settings("featinv.invert"),
-        code=code("invert_featinv"),
+        code=study.code("invert_featinv"),
     script:
         "../workflow_scripts/invert_featinv.py"
 
@@ -101,17 +91,17 @@ rule plot_featinv_grid:
     input:
         unpack(reconstructions_of),
     output:
-        report(
+        reported(
             study.figure("featinv", "{backbone}", "{layer}", "{manipulation}"),
-            caption="../report/featinv_grid.rst",
-            category="FeatInv",
+            "featinv_grid",
+            "FeatInv",
             subcategory="{backbone} {layer}",
             labels={"manipulation": "{manipulation}"},
         ),
     log:
-        log(study.figure("featinv", "{backbone}", "{layer}", "{manipulation}")),
+        study.log(study.figure("featinv", "{backbone}", "{layer}", "{manipulation}")),
     benchmark:
-        benchmark(study.figure("featinv", "{backbone}", "{layer}", "{manipulation}"))
+        study.benchmark(study.figure("featinv", "{backbone}", "{layer}", "{manipulation}"))
     conda:
         ENV
     threads: 1
@@ -121,7 +111,7 @@ rule plot_featinv_grid:
     params:
         plots=study.settings("plots"),
         rows=config["featinv"]["invert"]["grid_images"],
-        code=code("plot_featinv_grid"),
+        code=study.code("plot_featinv_grid"),
     script:
         "../workflow_scripts/plot_featinv_grid.py"
 
@@ -131,15 +121,11 @@ rule plot_inversion:
     input:
         study.table(),
     output:
-        report(
-            study.figure("inversion_scores"),
-            caption="../report/inversion_scores.rst",
-            category="FeatInv",
-        ),
+        reported(study.figure("inversion_scores"), "inversion_scores", "FeatInv"),
     log:
-        log(study.figure("inversion_scores")),
+        study.log(study.figure("inversion_scores")),
     benchmark:
-        benchmark(study.figure("inversion_scores"))
+        study.benchmark(study.figure("inversion_scores"))
     conda:
         ENV
     threads: 1
@@ -148,6 +134,6 @@ rule plot_inversion:
         runtime=10,
     params:
         plots=study.settings("plots"),
-        code=code("plot_inversion"),
+        code=study.code("plot_inversion"),
     script:
         "../workflow_scripts/plot_inversion.py"

@@ -13,9 +13,9 @@ rule train_mapping:
         history=f"{MAPPING_CELL}/history.json",
         metrics=f"{MAPPING_CELL}/metrics.json",
     log:
-        log(MAPPING_CELL),
+        study.log(MAPPING_CELL),
     benchmark:
-        benchmark(MAPPING_CELL)
+        study.benchmark(MAPPING_CELL)
     wildcard_constraints:
         mapping=one_of(TRAINED),
     conda:
@@ -29,7 +29,7 @@ rule train_mapping:
         settings=mapping_settings_of,
         spatial_op=spatial_first_of,
         training=study.settings("featmap.training"),
-        code=code("train_mapping"),
+        code=study.code("train_mapping"),
     script:
         "../workflow_scripts/train_mapping.py"
 
@@ -42,9 +42,9 @@ rule analyse_maps:
     output:
         f"{MAPPING_LAYER}/analysis.json",
     log:
-        log(f"{MAPPING_LAYER}/analysis.json"),
+        study.log(f"{MAPPING_LAYER}/analysis.json"),
     benchmark:
-        benchmark(f"{MAPPING_LAYER}/analysis.json")
+        study.benchmark(f"{MAPPING_LAYER}/analysis.json")
     conda:
         ENV
     threads: 1
@@ -54,7 +54,7 @@ rule analyse_maps:
     params:
         plan=analysis_plan,
         analysis=study.analysis(),
-        code=code("analyse_maps"),
+        code=study.code("analyse_maps"),
     script:
         "../workflow_scripts/analyse_maps.py"
 
@@ -69,9 +69,9 @@ rule semantic_consistency:
     output:
         f"{MAPPING_LAYER}/semantic.json",
     log:
-        log(f"{MAPPING_LAYER}/semantic.json"),
+        study.log(f"{MAPPING_LAYER}/semantic.json"),
     benchmark:
-        benchmark(f"{MAPPING_LAYER}/semantic.json")
+        study.benchmark(f"{MAPPING_LAYER}/semantic.json")
     conda:
         ENV
     threads: 1
@@ -83,6 +83,6 @@ rule semantic_consistency:
         plan=semantic_plan,
         semantic=study.settings("featmap.semantic"),
         accuracy=accuracy_of,
-        code=code("semantic_consistency"),
+        code=study.code("semantic_consistency"),
     script:
         "../workflow_scripts/semantic_consistency.py"

@@ -11,9 +11,9 @@ rule decode_filters:
         info=f"{study.filters('{backbone}', '{layer}')}/filters.json",
         metrics=f"{study.filters('{backbone}', '{layer}')}/metrics.json",
     log:
-        log(study.filters("{backbone}", "{layer}")),
+        study.log(study.filters("{backbone}", "{layer}")),
     benchmark:
-        benchmark(study.filters("{backbone}", "{layer}"))
+        study.benchmark(study.filters("{backbone}", "{layer}"))
     conda:
         ENV
     threads: 1
@@ -24,7 +24,7 @@ rule decode_filters:
     params:
         backbone=backbone_of,
         settings=study.settings("filters"),
-        code=code("decode_filters"),
+        code=study.code("decode_filters"),
     script:
         "../workflow_scripts/decode_filters.py"
 
@@ -35,17 +35,17 @@ rule plot_filters:
         rules.decode_filters.output.filters,
         rules.decode_filters.output.info,
     output:
-        report(
+        reported(
             study.figure("filters", "{backbone}", "{layer}"),
-            caption="../report/filters.rst",
-            category="Filter decoding",
+            "filters",
+            "Filter decoding",
             subcategory="{backbone}",
             labels={"backbone": "{backbone}", "layer": "{layer}"},
         ),
     log:
-        log(study.figure("filters", "{backbone}", "{layer}")),
+        study.log(study.figure("filters", "{backbone}", "{layer}")),
     benchmark:
-        benchmark(study.figure("filters", "{backbone}", "{layer}"))
+        study.benchmark(study.figure("filters", "{backbone}", "{layer}"))
     conda:
         ENV
     threads: 1
@@ -54,6 +54,6 @@ rule plot_filters:
         runtime=10,
     params:
         plots=study.settings("plots"),
-        code=code("plot_filters"),
+        code=study.code("plot_filters"),
     script:
         "../workflow_scripts/plot_filters.py"

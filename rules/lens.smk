@@ -12,9 +12,9 @@ rule lens:
         morphs=study.lens("{backbone}", "{case}", "morphs.json"),
         metrics=study.lens("{backbone}", "{case}", "metrics.json"),
     log:
-        log(study.lens("{backbone}", "{case}")),
+        study.log(study.lens("{backbone}", "{case}")),
     benchmark:
-        benchmark(study.lens("{backbone}", "{case}"))
+        study.benchmark(study.lens("{backbone}", "{case}"))
     conda:
         ENV
     threads: 1
@@ -27,7 +27,7 @@ rule lens:
         backbones=study.lens_backbones(),
         weights=study.lens_weight_files(),
         input_size=config["extraction"]["input_size"],
-        code=code("lens"),
+        code=study.code("lens"),
     script:
         "../workflow_scripts/lens.py"
 
@@ -38,22 +38,22 @@ rule lens_strips:
         frames=study.lens_files("{backbone}", "frames.safetensors"),
         morphs=study.lens_files("{backbone}", "morphs.json"),
     output:
-        strips=report(
+        strips=reported(
             study.lens_figures("{backbone}")["png"],
-            caption="../report/lens_strip.rst",
-            category="Steerable lens",
+            "lens_strip",
+            "Steerable lens",
             subcategory="{backbone}",
         ),
-        gifs=report(
+        gifs=reported(
             study.lens_figures("{backbone}")["gif"],
-            caption="../report/lens_strip.rst",
-            category="Steerable lens",
+            "lens_strip",
+            "Steerable lens",
             subcategory="{backbone}",
         ),
     log:
-        log(study.figure("lens", "{backbone}", suffix="")),
+        study.log(study.figure("lens", "{backbone}", suffix="")),
     benchmark:
-        benchmark(study.figure("lens", "{backbone}", suffix=""))
+        study.benchmark(study.figure("lens", "{backbone}", suffix=""))
     conda:
         ENV
     threads: 1
@@ -61,7 +61,7 @@ rule lens_strips:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code("lens_strips"),
+        code=study.code("lens_strips"),
     script:
         "../workflow_scripts/lens_strips.py"
 
@@ -71,15 +71,11 @@ rule plot_lens:
     input:
         study.table(),
     output:
-        report(
-            study.figure("lens_summary"),
-            caption="../report/lens_summary.rst",
-            category="Steerable lens",
-        ),
+        reported(study.figure("lens_summary"), "lens_summary", "Steerable lens"),
     log:
-        log(study.figure("lens_summary")),
+        study.log(study.figure("lens_summary")),
     benchmark:
-        benchmark(study.figure("lens_summary"))
+        study.benchmark(study.figure("lens_summary"))
     conda:
         ENV
     threads: 1
@@ -88,6 +84,6 @@ rule plot_lens:
         runtime=10,
     params:
         plots=study.settings("plots"),
-        code=code("plot_lens"),
+        code=study.code("plot_lens"),
     script:
         "../workflow_scripts/plot_lens.py"

@@ -7,9 +7,9 @@ rule evaluate_baseline:
     output:
         metrics=f"{MAPPING_CELL}/metrics.json",
     log:
-        log(MAPPING_CELL),
+        study.log(MAPPING_CELL),
     benchmark:
-        benchmark(MAPPING_CELL)
+        study.benchmark(MAPPING_CELL)
     wildcard_constraints:
         mapping=one_of(BASELINES),
     conda:
@@ -20,7 +20,7 @@ rule evaluate_baseline:
         runtime=10,
     params:
         spec=spec_of,
-        code=code("evaluate_baseline"),
+        code=study.code("evaluate_baseline"),
     script:
         "../workflow_scripts/evaluate_baseline.py"
 
@@ -36,9 +36,9 @@ rule fit_closed_form:
         model=f"{MAPPING_CELL}/map.safetensors",
         metrics=f"{MAPPING_CELL}/metrics.json",
     log:
-        log(MAPPING_CELL),
+        study.log(MAPPING_CELL),
     benchmark:
-        benchmark(MAPPING_CELL)
+        study.benchmark(MAPPING_CELL)
     wildcard_constraints:
         mapping=one_of(CLOSED_FORM),
     conda:
@@ -50,6 +50,6 @@ rule fit_closed_form:
     params:
         settings=mapping_settings_of,
         spatial_op=spatial_first_of,
-        code=code("fit_closed_form"),
+        code=study.code("fit_closed_form"),
     script:
         "../workflow_scripts/fit_closed_form.py"

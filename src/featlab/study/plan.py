@@ -440,6 +440,18 @@ class Study:
             figures.append(self.figure("inversion_scores"))
         return figures
 
+    def inversion_inputs(self, backbone: str, layer: str, manipulation: str) -> dict:
+        """What an inversion of one cell reads: the FeatInv model, the original and manipulated
+        feature and image stores, and the backbone's pipeline-made weights (if any)."""
+        return dict(
+            model=f"{self.featinv(backbone, layer)}/model",
+            original=self.features(backbone, "original"),
+            manipulated=self.features(backbone, manipulation),
+            original_images=self.images("original"),
+            manipulated_images=self.images(manipulation),
+            weights=self.weights(backbone) or [],
+        )
+
     def reconstructions(self, backbone: str, layer: str, manipulation: str) -> dict[str, str]:
         """The references of one inverted cell and each mapping's reconstructions."""
         cell = (backbone, layer, manipulation)
