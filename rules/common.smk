@@ -47,6 +47,7 @@ MAPPING_LAYER = study.mapping("{backbone}", "{layer}")
 MAPPING_CELL = study.mapping("{backbone}", "{layer}", "{manipulation}", "{mapping}")
 INVERSION_CELL = study.inversion("{backbone}", "{layer}", "{manipulation}")
 INVERSION_MAPPING = study.inversion("{backbone}", "{layer}", "{manipulation}", "{mapping}")
+STRIPS = study.lens_figures("{backbone}")  # a lens driver's frame strips (png) and GIFs (gif)
 
 
 def reported(path, caption, category, **details):

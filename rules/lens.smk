@@ -38,18 +38,8 @@ rule lens_strips:
         frames=study.lens_files("{backbone}", "frames.safetensors"),
         morphs=study.lens_files("{backbone}", "morphs.json"),
     output:
-        strips=reported(
-            study.lens_figures("{backbone}")["png"],
-            "lens_strip",
-            "Steerable lens",
-            subcategory="{backbone}",
-        ),
-        gifs=reported(
-            study.lens_figures("{backbone}")["gif"],
-            "lens_strip",
-            "Steerable lens",
-            subcategory="{backbone}",
-        ),
+        strips=reported(STRIPS["png"], "lens_strip", "Steerable lens", subcategory="{backbone}"),
+        gifs=reported(STRIPS["gif"], "lens_strip", "Steerable lens", subcategory="{backbone}"),
     log:
         study.log(study.figure("lens", "{backbone}", suffix="")),
     benchmark:
