@@ -4,6 +4,7 @@ and an animated GIF (drawn from the case's frames.safetensors and morphs.json)."
 import os
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 from safetensors.numpy import load_file
@@ -69,9 +70,17 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _morph_records(morphs_path: str | os.PathLike) -> tuple[dict, list[dict]]:
+def _read_case(
+    frames_path: str | os.PathLike, morphs_path: str | os.PathLike
+) -> tuple[dict[str, np.ndarray], dict, list[dict], list[tuple[str, str]], list[float]]:
+    """A case's frames (comparison -> (frames, H, W, 3) uint8), its morphs.json, the records of
+    its morphs, and the grid they are drawn in: (method, variant) rows and budget columns."""
+    frames = load_file(frames_path)
     case = read_json(morphs_path)
-    return case, [r for r in case["records"] if r["method"] is not None]
+    records = [r for r in case["records"] if r["method"] is not None]
+    rows = list(dict.fromkeys((r["method"], r["variant"]) for r in records))
+    budgets = list(dict.fromkeys(r["budget"] for r in records))
+    return frames, case, records, rows, budgets
 
 
 def draw_strip(
@@ -82,10 +91,7 @@ def draw_strip(
 ) -> None:
     """One row per method and variant, one block of columns per budget: each morph's frames from
     the source to the final frame, each with the driving classifier's target probability."""
-    frames = load_file(frames_path)
-    case, records = _morph_records(morphs_path)
-    rows = list(dict.fromkeys(f"{r['method']}\n{r['variant']}" for r in records))
-    budgets = list(dict.fromkeys(r["budget"] for r in records))
+    frames, case, records, rows, budgets = _read_case(frames_path, morphs_path)
     n_frames, height = next(iter(frames.values())).shape[:2]
     tile, label_width, header, gap = height * scale, 250, 56, 14
     block = n_frames * tile + gap  # one budget's frames and the space after them
@@ -96,10 +102,11 @@ def draw_strip(
     draw.text((4, 4), f"{case['backbone']}: {case['case']}", fill="black", font=font)
     for column, budget in enumerate(budgets):
         draw.text((label_width + column * block, header // 2), f"L2 = {budget:g}", "black", font)
-    for row, name in enumerate(rows):
-        draw.multiline_text((4, header + row * (tile + gap) + tile // 4), name, "black", font)
+    for row, (method, variant) in enumerate(rows):
+        top = header + row * (tile + gap) + tile // 4
+        draw.multiline_text((4, top), f"{method}\n{variant}", "black", font)
     for record in records:
-        top = header + rows.index(f"{record['method']}\n{record['variant']}") * (tile + gap)
+        top = header + rows.index((record["method"], record["variant"])) * (tile + gap)
         start = label_width + budgets.index(record["budget"]) * block
         for t, picture in enumerate(frames[record["comparison"]]):
             left = start + t * tile
@@ -117,10 +124,7 @@ def write_gif(
     scale: int = 2,
 ) -> None:
     """An animated grid: one row per method and variant, one column per budget, in step."""
-    frames = load_file(frames_path)
-    _, records = _morph_records(morphs_path)
-    rows = list(dict.fromkeys(f"{r['method']} {r['variant']}" for r in records))
-    budgets = list(dict.fromkeys(r["budget"] for r in records))
+    frames, _, records, rows, budgets = _read_case(frames_path, morphs_path)
     n_frames, height = next(iter(frames.values())).shape[:2]
     tile, label_width, header = height * scale, 230, 20
     font = _font(max(10, tile // 10))
@@ -132,10 +136,10 @@ def write_gif(
         for column, budget in enumerate(budgets):
             draw.text((label_width + column * tile + 2, 2), f"L2 = {budget:g}", "black", font)
         for record in records:
-            row = rows.index(f"{record['method']} {record['variant']}")
+            row = rows.index((record["method"], record["variant"]))
             column = budgets.index(record["budget"])
             if column == 0:
-                draw.text((4, header + row * tile + tile // 3), rows[row], "black", font)
+                draw.text((4, header + row * tile + tile // 3), " ".join(rows[row]), "black", font)
             picture = Image.fromarray(frames[record["comparison"]][t])
             position = (label_width + column * tile, header + row * tile)
             canvas.paste(picture.resize((tile, tile), Image.NEAREST), position)
