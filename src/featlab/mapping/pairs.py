@@ -2,6 +2,7 @@
 
 A `FeaturePair` holds the original and manipulated feature stores of one layer and the image
 store (splits, masks) of the manipulated set; `open_pair` checks that they belong together.
+
 Image stores hold train and test splits only, so a trained mapping carves its validation images
 out of the train split (a seeded 5% in the FeatMap recipe). For geometric manipulations a mapping
 can apply the manipulation's exact spatial op to the original features first; it then learns only
