@@ -66,7 +66,7 @@ rule lens_strips:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_hash("lens", "io"),
+        code=code_hash("plots", "io"),
     script:
         "../workflow_scripts/lens_strips.py"
 

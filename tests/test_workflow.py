@@ -190,7 +190,7 @@ def test_changing_one_manipulation_reruns_exactly_its_descendants(study):
 
 def test_editing_the_plotting_code_reruns_only_plotting(study):
     workdir = study["dir"]
-    module = workdir / "src" / "featlab" / "plots.py"
+    module = workdir / "src" / "featlab" / "plots" / "base.py"
     source = module.read_text()
     module.write_text(source + "\n# an edit\n")
     try:
