@@ -35,7 +35,7 @@ def test_a_comment_in_a_deep_module_changes_exactly_the_scripts_that_reach_it(tm
     module = src / "featlab" / "workers.py"
     module.write_text(module.read_text() + "\n# a comment\n")
     changed = {script.stem for script in scripts if code_hash(script, src) != before[script.stem]}
-    # Reached through other modules, which a hand list missed: data.sources imports workers.
+    # Reached through other modules, which a hand list missed: data.sources.writer imports workers.
     assert {"extract", "prepare_images"} <= changed
     assert not changed & {"plot_cosine", "aggregate", "render_shapes", "train_featinv"}
     assert changed == {s.stem for s in scripts if "featlab/workers" in _modules(s, src)}

@@ -216,7 +216,7 @@ def test_a_comment_in_a_module_reruns_the_jobs_whose_scripts_import_it(study, mo
 
 def test_editing_the_plotting_code_reruns_only_plotting(study):
     workdir = study["dir"]
-    module = workdir / "src" / "featlab" / "plots.py"
+    module = workdir / "src" / "featlab" / "plots" / "base.py"
     source = module.read_text()
     module.write_text(source + "\n# an edit\n")
     try:
