@@ -291,8 +291,9 @@ def test_relative_fit_does_not_depend_on_the_blocks_nor_on_keeping_them(rng):
         )
         for block, memory in ((5, 0.0), (48, 2.0))  # streamed at every pass, kept after the first
     ]
-    np.testing.assert_allclose(fits[0].weight, fits[1].weight, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(fits[0].bias, fits[1].bias, rtol=1e-8, atol=1e-10)
+    # equal up to the rounding of float32 products, which the blocks' order and shift change
+    np.testing.assert_allclose(fits[0].weight, fits[1].weight, atol=1e-3)
+    np.testing.assert_allclose(fits[0].bias, fits[1].bias, atol=1e-3)
 
 
 def test_relative_fit_recovers_an_exact_affine_map(rng):
@@ -300,5 +301,6 @@ def test_relative_fit_recovers_an_exact_affine_map(rng):
     x = rng.normal(size=(40, 6, 4, 4)) * rng.uniform(0.1, 10.0, (40, 1, 4, 4))
     pair = ArrayPair(x, mapping.apply_maps(x), n_train=40)
     fitted = fit_closed_form(pair, "ridge_relative", ClosedFormSettings(gamma=0.0))
-    np.testing.assert_allclose(fitted.weight, mapping.weight, atol=1e-7)
-    np.testing.assert_allclose(fitted.bias, mapping.bias, atol=1e-7)
+    # exact up to the float32 rounding of the data and of the products
+    np.testing.assert_allclose(fitted.weight, mapping.weight, atol=2e-5)
+    np.testing.assert_allclose(fitted.bias, mapping.bias, atol=2e-5)

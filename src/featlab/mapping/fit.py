@@ -14,6 +14,7 @@ from featlab.mapping.closed_form import (
     AffineMap,
     GramAccumulator,
     direction_weights,
+    feature_rows,
     solve_procrustes,
     solve_ridge,
 )
@@ -48,43 +49,59 @@ def fit_closed_form(pair: FeaturePair, method: str, settings: ClosedFormSettings
         raise ValueError(f"unknown closed-form mapping {method!r}; choose one of {CLOSED_FORM}")
     if method.endswith("_relative"):
         return fit_relative(pair, method.removesuffix("_relative"), settings)
-    gram = accumulate((x, y) for x, y, _ in pair.blocks("train", settings.block_images))
+    gram = None
+    for x, y, _ in pair.blocks("train", settings.block_images):
+        gram = gram or GramAccumulator(x.shape[1], y.shape[1])
+        gram.update_maps(x, y)
+    if gram is None:
+        raise ValueError("the train split is empty")
     return solve_ridge(gram, settings.gamma) if method == "ridge" else solve_procrustes(gram)
 
 
-class TrainBlocks:
-    """The train split of a pair in blocks of images, read once and kept in memory while it fits
-    in `memory_gb` (each pass after the first then costs no reading), else read at every pass."""
+class TrainRows:
+    """The train split of a pair as rows, one per position (`feature_rows`), in float32 blocks,
+    each row with its direction weight (`direction_weights` of y, floored at `norm_floor`).
 
-    def __init__(self, pair: FeaturePair, block_images: int, memory_gb: float) -> None:
-        self.pair, self.block_images, self.budget = pair, block_images, memory_gb * 2**30
-        self.kept: list[tuple[np.ndarray, np.ndarray]] | None = None
+    Read once and kept in memory while it fits in `memory_gb` (each pass after the first then
+    costs neither reading nor reshaping), else read again at every pass.
+    """
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def __init__(self, pair: FeaturePair, settings: ClosedFormSettings) -> None:
+        self.pair, self.settings = pair, settings
+        self.kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         if self.kept is not None:
             yield from self.kept
             return
-        kept, size = [], 0
-        for x, y, _ in self.pair.blocks("train", self.block_images):
-            size += x.nbytes + y.nbytes
-            if kept is not None and size <= self.budget:
-                kept.append((x, y))
+        kept, size, budget = [], 0, self.settings.memory_gb * 2**30
+        for x, y, _ in self.pair.blocks("train", self.settings.block_images):
+            weights = direction_weights(y, self.settings.norm_floor).reshape(-1)  # (N*H*W,)
+            block = feature_rows(x), feature_rows(y), weights.astype(np.float32)
+            size += sum(part.nbytes for part in block)
+            if kept is not None and size <= budget:
+                kept.append(block)
             else:
                 kept = None
-            yield x, y
+            yield block
         self.kept = kept
 
 
-def accumulate(
-    blocks: Iterable[tuple[np.ndarray, np.ndarray]],
-    weigh: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+def accumulate_rows(
+    rows: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    reweigh: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> GramAccumulator:
-    """The Gram sums of (x, y) blocks, each position weighted by `weigh(x, y)` (N, H, W)."""
+    """The weighted Gram sums of float32 (x, y, weights) row blocks, products in float32.
+
+    `reweigh(x, y, weights)` replaces the weights of a block when given. The sums are float64
+    (`GramAccumulator`); float32 products of rows shifted to their mean err by about 1e-6 of
+    the sums, well under what a pass of reweighting changes, and take a third of the time.
+    """
     gram = None
-    for x, y in blocks:
+    for x, y, weights in rows:
         if gram is None:
-            gram = GramAccumulator(x.shape[1], y.shape[1])
-        gram.update_maps(x, y, None if weigh is None else weigh(x, y))
+            gram = GramAccumulator(x.shape[1], y.shape[1], products=np.float32)
+        gram.update(x, y, weights if reweigh is None else reweigh(x, y, weights))
     if gram is None:
         raise ValueError("the train split is empty")
     return gram
@@ -123,22 +140,20 @@ def fit_relative(pair: FeaturePair, kind: str, settings: ClosedFormSettings) -> 
             return solve_procrustes(gram)
         return solve_ridge(gram, settings.gamma, standardised=True)
 
-    def relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return direction_weights(y, settings.norm_floor)
-
     # 1. Least squares of the relative errors
-    blocks = TrainBlocks(pair, settings.block_images, settings.memory_gb)
-    affine = solve(accumulate(blocks, relative))
+    rows = TrainRows(pair, settings)
+    affine = solve(accumulate_rows(rows))
     # 2. Reweighted passes: the sum of relative errors
     for _ in range(settings.passes):
+        weight_t = affine.weight.T.astype(np.float32)  # (c_in, c_out)
+        bias = affine.bias.astype(np.float32)
 
-        def reweighted(x: np.ndarray, y: np.ndarray, previous: AffineMap = affine) -> np.ndarray:
-            weights = relative(x, y)  # (N, H, W)
-            residual = np.sum(np.square(previous.apply_maps(x) - y), axis=1)  # (N, H, W)
+        def reweighted(x, y, weights, weight_t=weight_t, bias=bias) -> np.ndarray:
+            residual = np.sum(np.square(x @ weight_t + bias - y), axis=1)  # (n,)
             error = np.sqrt(residual * weights)  # relative error of the previous map
             return weights / np.maximum(error, settings.robust_delta)
 
-        affine = solve(accumulate(blocks, reweighted))
+        affine = solve(accumulate_rows(rows, reweighted))
     return affine
 
 
