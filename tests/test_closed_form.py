@@ -232,6 +232,10 @@ class ArrayPair:
     n_train: int
     layer: str = "toy"
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.x.shape[1:]
+
     def blocks(self, split: str, block: int):
         train = split == "train"
         indices = np.arange(self.n_train) if train else np.arange(self.n_train, len(self.x))
@@ -274,10 +278,11 @@ def test_relative_fits_follow_the_background_that_plain_fits_turn(rng):
     assert identity > 0.99
     assert cosine["ridge"] < identity - 0.5
     assert cosine["procrustes"] < identity - 0.5
-    # relative errors, summed: the map follows the background, and the median with it
+    # relative errors of each image's best-fitting positions: the map follows the background,
+    # and the median with it
     assert cosine["ridge_relative"] > identity - 0.002
     assert cosine["procrustes_relative"] > identity - 0.002
-    # the reweighted passes are what gets there: squared relative errors alone fall short
+    # the trimmed passes are what gets there: squared relative errors alone fall short
     first_pass = dataclasses.replace(settings, passes=0)
     squared = fit_closed_form(pair, "ridge_relative", first_pass).apply_maps(x_test)
     assert _test_cosine(pair, squared) < cosine["ridge_relative"] - 0.02

@@ -127,7 +127,8 @@ class GramAccumulator:
     Attributes:
         c_in: Channels of x.
         c_out: Channels of y.
-        n: Rows seen so far.
+        n: Rows of positive weight seen so far (rows of weight 0 add nothing and are skipped).
+        seen: Rows given so far, those of weight 0 included.
         weight_sum: Sum of the rows' weights (n when no weights were given).
         xtx: (c_in, c_in) weighted sum of outer products of the shifted x rows.
         xty: (c_in, c_out) weighted sum of outer products of the shifted x and y rows.
@@ -145,6 +146,7 @@ class GramAccumulator:
             raise ValueError(f"channel counts must be positive, got c_in={c_in}, c_out={c_out}")
         self.c_in, self.c_out, self.products = c_in, c_out, products
         self.n = 0
+        self.seen = 0
         self.weight_sum = 0.0
         self.xtx = np.zeros((c_in, c_in))
         self.xty = np.zeros((c_in, c_out))
@@ -167,6 +169,7 @@ class GramAccumulator:
             raise ValueError(f"weights must be ({x.shape[0]},), one per row, got {weights.shape}")
         if x.shape[0] == 0:
             return
+        self.seen += x.shape[0]
         x = np.asarray(x, dtype=self.products)
         y = np.asarray(y, dtype=self.products)
         for name, rows in (("x", x), ("y", y)):
@@ -174,6 +177,11 @@ class GramAccumulator:
                 raise ValueError(f"{name} contains NaN or Inf")
         if weights is not None and not (np.isfinite(weights).all() and (weights >= 0).all()):
             raise ValueError("weights must be finite and >= 0")
+        if weights is not None and not weights.all():  # rows of weight 0 add nothing: skip them
+            counted = weights > 0
+            x, y, weights = x[counted], y[counted], weights[counted]
+            if not len(x):
+                return
         # 2. Fix the reference offset on the first block
         if self.x_shift is None:
             self.x_shift = x.mean(axis=0, dtype=np.float64)
@@ -224,9 +232,9 @@ class GramAccumulator:
         return sxx, sxy
 
     def _check_not_empty(self) -> None:
-        if self.n == 0:
+        if self.seen == 0:
             raise ValueError("no rows accumulated; call update() first")
-        if self.weight_sum <= 0:
+        if self.n == 0 or self.weight_sum <= 0:
             raise ValueError("every row accumulated so far has weight 0")
 
 

@@ -33,8 +33,8 @@ class ClosedFormSettings:
     block_images: int = 256  # images per streamed block
     # The relative fits (ridge_relative, procrustes_relative):
     norm_floor: float = 0.1  # position norms floored at this share of their image's RMS norm
-    passes: int = 2  # reweighted passes after the first (more gained under 0.001 where measured)
-    robust_delta: float = 1e-3  # relative errors below this count as this in the reweighting
+    passes: int = 5  # trimmed passes after the first (bench/RESULTS.md: rotations need about 5)
+    keep: float = 0.6  # share of each image's positions that a trimmed pass fits (median: 0.5)
     memory_gb: float = 2.0  # keep the train split in memory between passes up to this size
 
 
@@ -108,52 +108,57 @@ def accumulate_rows(
 
 
 def fit_relative(pair: FeaturePair, kind: str, settings: ClosedFormSettings) -> AffineMap:
-    """An affine (ridge) or orthogonal (Procrustes) map that minimises sum_i |r_i| / |y_i|.
+    """An affine (ridge) or orthogonal (Procrustes) map fitted to the relative errors
+    |r_i| / |y_i| of the positions where it fits best, for the median cosine.
 
     r_i = y_i - W x_i - b is the residual at position i and |y_i| the norm of the true
     manipulated vector there (floored, see `direction_weights`). Relative errors track
     direction, not norm (|r_i| / |y_i| bounds the angle between W x_i + b and y_i), so every
-    position weighs alike, as in the per-position cosine; and their plain sum, not the sum of
-    their squares, lets the positions that no shared affine map fits (an edited object among a
-    background that stays) cost no more than their share, as in the per-position median.
-    Solved by iteratively reweighted least squares: the first pass minimises the squared
-    relative errors (weights 1 / |y_i|^2), each further pass divides those weights by the
-    relative error of the previous pass's map (at least `robust_delta`).
+    position weighs alike, as in the per-position cosine. The FeatMap metric is each image's
+    median over positions of that cosine, which the positions that no shared affine map fits
+    (an edited object, content that a rotation moved) do not reach as long as they are fewer
+    than half; least squares over all positions lets them pull the map away from the rest.
+    So: a first pass minimises the squared relative errors of every position (weights
+    1 / |y_i|^2); each of `settings.passes` trimmed passes then refits on each image's `keep`
+    share of positions of smallest relative error under the previous map (least trimmed
+    squares, per image), the others weighted 0.
 
     Args:
         pair: The feature pairs; their train split is read once if it fits in
             `settings.memory_gb`, else streamed 1 + `settings.passes` times.
         kind: "ridge" (affine; gamma as a ridge on standardised inputs) or "procrustes".
-        settings: The penalty, the norm floor, the passes and the smallest relative error.
+        settings: The penalty, the norm floor, the passes and the kept share.
 
     Returns:
         The map of the last pass.
     """
-    if settings.passes < 0 or settings.robust_delta <= 0:
+    if settings.passes < 0 or not 0 < settings.keep <= 1:
         raise ValueError(
-            f"passes must be >= 0 and robust_delta > 0, got {settings.passes} and "
-            f"{settings.robust_delta}"
+            f"passes must be >= 0 and keep in (0, 1], got {settings.passes} and {settings.keep}"
         )
+    positions = pair.shape[1] * pair.shape[2]
+    kept = max(1, int(np.ceil(settings.keep * positions)))
 
     def solve(gram: GramAccumulator) -> AffineMap:
         if kind == "procrustes":
             return solve_procrustes(gram)
         return solve_ridge(gram, settings.gamma, standardised=True)
 
-    # 1. Least squares of the relative errors
+    # 1. Least squares of the relative errors of every position
     rows = TrainRows(pair, settings)
     affine = solve(accumulate_rows(rows))
-    # 2. Reweighted passes: the sum of relative errors
+    # 2. Trimmed passes: each image's best-fitting positions only
     for _ in range(settings.passes):
         weight_t = affine.weight.T.astype(np.float32)  # (c_in, c_out)
         bias = affine.bias.astype(np.float32)
 
-        def reweighted(x, y, weights, weight_t=weight_t, bias=bias) -> np.ndarray:
+        def trimmed(x, y, weights, weight_t=weight_t, bias=bias) -> np.ndarray:
             residual = np.sum(np.square(x @ weight_t + bias - y), axis=1)  # (n,)
-            error = np.sqrt(residual * weights)  # relative error of the previous map
-            return weights / np.maximum(error, settings.robust_delta)
+            error = (residual * weights).reshape(-1, positions)  # (N, H*W), squared relative
+            cut = np.partition(error, kept - 1, axis=1)[:, kept - 1 : kept]  # (N, 1)
+            return np.where((error <= cut).reshape(-1), weights, 0.0)
 
-        affine = solve(accumulate_rows(rows, reweighted))
+        affine = solve(accumulate_rows(rows, trimmed))
     return affine
 
 
