@@ -34,7 +34,7 @@ class ClosedFormSettings:
     # The relative fits (ridge_relative, procrustes_relative):
     norm_floor: float = 0.1  # position norms floored at this share of their image's RMS norm
     passes: int = 5  # trimmed passes after the first (bench/RESULTS.md: rotations need about 5)
-    keep: float = 0.6  # share of each image's positions that a trimmed pass fits (median: 0.5)
+    keep: float = 0.7  # share of each image's positions that a trimmed pass fits (median: 0.5)
     memory_gb: float = 2.0  # keep the train split in memory between passes up to this size
 
 
