@@ -38,6 +38,7 @@ mapping's `mapped` and `pooled_mapped` reconstructions.
 """
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 
@@ -50,6 +51,7 @@ from featlab import metrics
 from featlab.backbones import capture_layers, preprocess, to_grid
 from featlab.data.images import ImageStore
 from featlab.featinv.model import FeatInvModel
+from featlab.featinv.optimise import FeatureReader, OptimiseSettings, optimise
 from featlab.featinv.sample import SampleSettings, sample
 from featlab.featinv.scores import LPIPS, mse, ssim
 from featlab.featinv.train import images_to_tensor, tensor_to_images
@@ -132,6 +134,10 @@ def perturbed(inputs: InversionInputs, scale: float, seed: int) -> np.ndarray:
     return (inputs.original + noise).astype(np.float32)
 
 
+# The reconstructions' names, the words an inverter's prefix goes before.
+RECONSTRUCTIONS = ("reconstructed_", "mapped", "pooled_", "perturbed_")
+
+
 @dataclasses.dataclass(frozen=True)
 class Conditioning:
     """One reconstruction to make: what conditions it and what it is scored against."""
@@ -178,18 +184,31 @@ def mapped_plan(mapped: np.ndarray, settings: InvertSettings) -> dict[str, Condi
     return plan
 
 
+OPTIMISED = "optimised_"  # the optimiser's reconstructions: `optimised_mapped`, ...
+
+
 @dataclasses.dataclass
 class Inverter:
-    """A trained FeatInv model with what scores its reconstructions, loaded once per job."""
+    """An inverter of feature maps with what scores its reconstructions, loaded once per job.
 
-    model: FeatInvModel
-    sampling: SampleSettings
+    FeatInv's reconstructions keep the plain names (`mapped`); the optimiser's carry the prefix
+    OPTIMISED (`optimised_mapped`), and are compared with the optimiser's own reconstructions of
+    the true features (`optimised_mapped_vs_optimised_reconstructed_manipulated`).
+    """
+
+    reconstruct: Callable[[np.ndarray], np.ndarray]  # (N, C, h, w) -> uint8 (N, R, R, 3)
+    resolution: int  # R, the side of the reconstructions and of the reference images
     probe: BackboneProbe
     lpips: LPIPS
+    prefix: str = ""  # "" for FeatInv, OPTIMISED for the optimiser
+
+    def named(self, name: str) -> str:
+        """The table's name of a reconstruction or reference image of this inverter."""
+        return self.prefix + name if name.startswith(RECONSTRUCTIONS) else name
 
     def reference_images(self, inputs: InversionInputs) -> dict[str, np.ndarray]:
         """The original and manipulated images and the mean image at the model's resolution."""
-        size = self.model.settings.resolution
+        size = self.resolution
         images = {
             "original": tensor_to_images(images_to_tensor(inputs.original_images, size)),
             "manipulated": tensor_to_images(images_to_tensor(inputs.manipulated_images, size)),
@@ -206,8 +225,8 @@ class Inverter:
     ) -> tuple[list[dict], dict[str, np.ndarray]]:
         """Reconstruct every conditioning of `plan` and score it against its references.
 
-        Every reconstruction of image i starts from the same noise, so reconstructions differ
-        only through their conditioning.
+        Every reconstruction of image i starts from the same noise (FeatInv) or image (the
+        optimiser), so reconstructions differ only through their conditioning.
 
         Args:
             plan: Reconstructions to make, by name.
@@ -219,11 +238,12 @@ class Inverter:
             The metric rows (stage inversion, split test) and the reconstructions by name.
         """
         rows, reconstructions = [], {}
-        for name, conditioning in plan.items():
-            image = sample(self.model, conditioning.features, self.sampling)
+        for plain, conditioning in plan.items():
+            name = self.named(plain)
+            image = self.reconstruct(conditioning.features)
             reconstructions[name] = image
             known = {**images, **reconstructions}
-            references = {r: known[r] for r in conditioning.references}
+            references = {self.named(r): known[self.named(r)] for r in conditioning.references}
             rows += _image_rows(self.lpips, name, image, references)
             features, predicted = self.probe(image)
             target = conditioning.target.astype(np.float32)
@@ -303,6 +323,37 @@ def load_inputs(
     return inputs, indices
 
 
+def open_inputs(
+    backbone: nn.Module,
+    layer: str,
+    stores: dict[str, str | os.PathLike],
+    n_images: int,
+    resolution: int,
+) -> tuple[BackboneProbe, InversionInputs, np.ndarray]:
+    """The backbone that scores reconstructions, the test inputs and their store indices.
+
+    Args:
+        backbone: The backbone that made the features (for cosine and top-1 agreement).
+        layer: The layer inverted.
+        stores: `original` and `manipulated` feature stores, `original_images` and
+            `manipulated_images` image stores (see `load_inputs`).
+        n_images: How many test images.
+        resolution: The reconstructions' side (for the mean train image).
+    """
+    preprocessing = FeatureStore(stores["original"]).attrs["preprocessing"]
+    probe = BackboneProbe(backbone, layer, preprocessing)
+    inputs, indices = load_inputs(
+        stores["original"],
+        stores["manipulated"],
+        stores["original_images"],
+        stores["manipulated_images"],
+        layer,
+        n_images,
+        resolution,
+    )
+    return probe, inputs, indices
+
+
 def open_inversion(
     model: str | os.PathLike,
     backbone: nn.Module,
@@ -315,35 +366,64 @@ def open_inversion(
 
     Args:
         model: FeatInv model folder.
-        backbone: The backbone that made the features (for cosine and top-1 agreement).
-        layer: The layer the model inverts.
-        stores: `original` and `manipulated` feature stores, `original_images` and
-            `manipulated_images` image stores (see `load_inputs`).
+        backbone, layer, stores, n_images: As for `open_inputs`.
         sampling: How reconstructions are sampled.
-        n_images: How many test images.
 
     Returns:
         The inverter, the inputs and the store indices of the test images.
     """
-    preprocessing = FeatureStore(stores["original"]).attrs["preprocessing"]
-    probe = BackboneProbe(backbone, layer, preprocessing)
-    inverter = Inverter(FeatInvModel.from_pretrained(model), sampling, probe, LPIPS())
-    inputs, indices = load_inputs(
-        stores["original"],
-        stores["manipulated"],
-        stores["original_images"],
-        stores["manipulated_images"],
-        layer,
-        n_images,
-        inverter.model.settings.resolution,
+    featinv = FeatInvModel.from_pretrained(model)
+    resolution = featinv.settings.resolution
+    probe, inputs, indices = open_inputs(backbone, layer, stores, n_images, resolution)
+    inverter = Inverter(
+        functools.partial(sample, featinv, settings=sampling), resolution, probe, LPIPS()
     )
     return inverter, inputs, indices
 
 
+def open_optimisation(
+    backbone: nn.Module,
+    layer: str,
+    stores: dict[str, str | os.PathLike],
+    settings: OptimiseSettings,
+    n_images: int,
+    resolution: int,
+) -> tuple[Inverter, InversionInputs, np.ndarray]:
+    """The optimiser as an inverter, the backbone that it reads and scores with, and the inputs.
+
+    Args:
+        backbone, layer, stores, n_images: As for `open_inputs`.
+        settings: How the optimiser runs.
+        resolution: The optimised images' side (`featinv.model.resolution`, FeatInv's).
+
+    Returns:
+        The inverter, the inputs and the store indices of the test images.
+    """
+    probe, inputs, indices = open_inputs(backbone, layer, stores, n_images, resolution)
+    reader = FeatureReader(
+        probe.model, layer, probe.config["mean"], probe.config["std"], probe.input_size
+    )
+
+    def reconstruct(features: np.ndarray) -> np.ndarray:
+        return optimise(reader, features, inputs.mean_image, settings).images
+
+    return Inverter(reconstruct, resolution, probe, LPIPS(), OPTIMISED), inputs, indices
+
+
 def invert_references(
-    inverter: Inverter, inputs: InversionInputs, settings: InvertSettings, base: dict
+    inverter: Inverter,
+    inputs: InversionInputs,
+    settings: InvertSettings,
+    base: dict,
+    baselines: bool = True,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Invert what every mapping of a (layer, manipulation) is compared with, once.
+
+    Args:
+        inverter, inputs, settings: The inverter, the test inputs and the controls to add.
+        base: Columns every row carries.
+        baselines: Add the floor and ceiling rows (`mean_image`, `resized_original`); the
+            optimiser leaves them to FeatInv where both invert a cell, as they are the same.
 
     Returns:
         The metric rows (mapping column empty) and every image by name: the references, the
@@ -354,7 +434,9 @@ def invert_references(
     rows, reconstructions = inverter.invert_and_score(
         reference_plan(inputs, settings), images, logits, base
     )
-    return inverter.baseline_rows(images, inputs, base) + rows, {**images, **reconstructions}
+    if baselines:
+        rows = inverter.baseline_rows(images, inputs, base) + rows
+    return rows, {**images, **reconstructions}
 
 
 def invert_mapping(
