@@ -17,6 +17,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("
 from featlab.backbones import BackboneSpec, check_backbone, labels_match_head
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.data.sources import REQUIRED_SPLITS, survey
+from featlab.featinv.optimise import OptimiseSettings
 from featlab.featinv.settings import check_patch_size, resolve_guidance
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import check_spec
@@ -464,25 +465,39 @@ def featinv_model():
     return model
 
 
+def stored_layers(chosen, key):
+    """(backbone, layer) pairs of `chosen` (backbone -> layers); each must be a stored layer."""
+    for backbone, layers in chosen.items():
+        stored = config["backbones"].get(backbone, {}).get("layers", [])
+        unknown = [layer for layer in layers if layer not in stored]
+        if backbone not in config["backbones"] or unknown:
+            raise ValueError(
+                f"{key}: {backbone} {unknown or ''} is not a stored backbone layer; "
+                f"choose among backbones.{backbone}.layers"
+            )
+    return [(backbone, layer) for backbone, layers in chosen.items() for layer in layers]
+
+
 def featinv_layers():
     """(backbone, layer) pairs that get a FeatInv model: the configured ones, each backbone's
     deepest for null, none for {} (the default: a study without a featinv section has none)."""
     chosen = FEATINV["layers"]
     if chosen is None:
         chosen = {b: config["backbones"][b]["layers"][-1:] for b in BACKBONES}
-    for backbone, layers in chosen.items():
-        stored = config["backbones"].get(backbone, {}).get("layers", [])
-        unknown = [layer for layer in layers if layer not in stored]
-        if backbone not in config["backbones"] or unknown:
-            raise ValueError(
-                f"featinv.layers: {backbone} {unknown or ''} is not a stored backbone layer; "
-                f"choose among backbones.{backbone}.layers"
-            )
-    return [(backbone, layer) for backbone, layers in chosen.items() for layer in layers]
+    return stored_layers(chosen, "featinv.layers")
 
 
-def featinv_cells():
-    """Every (backbone, layer, manipulation) to invert, with the mappings inverted there."""
+def optimise_layers():
+    """(backbone, layer) pairs the optimiser inverts: the FeatInv layers for null (the default),
+    or those of featinv.optimise.layers, which need no FeatInv model."""
+    chosen = FEATINV["optimise"]["layers"]
+    if chosen is None:
+        return featinv_layers()
+    return stored_layers(chosen, "featinv.optimise.layers")
+
+
+def inversion_cells(layers):
+    """Every (backbone, layer, manipulation) of `layers` to invert, with its inverted mappings."""
     wanted = FEATINV["invert"]
     unknown = set(wanted["manipulations"] or []) - set(MANIPULATIONS)
     if unknown:
@@ -493,9 +508,31 @@ def featinv_cells():
             for m in mappings_for(manipulation, layer)
             if wanted["mappings"] is None or m in wanted["mappings"]
         ]
-        for backbone, layer in featinv_layers()
+        for backbone, layer in layers
         for manipulation in wanted["manipulations"] or MANIPULATIONS
     }
+
+
+def featinv_cells():
+    """The cells FeatInv inverts."""
+    return inversion_cells(featinv_layers())
+
+
+def optimise_cells():
+    """The cells the optimiser inverts."""
+    return inversion_cells(optimise_layers())
+
+
+def optimise_settings():
+    """featinv.optimise without the choice of layers; a bad value stops naming its key."""
+    settings = {k: v for k, v in FEATINV["optimise"].items() if k != "layers"}
+    OptimiseSettings(**settings)
+    return settings
+
+
+def optimise_baselines(wildcards):
+    """Whether the optimiser writes the floor and ceiling rows: only where FeatInv does not."""
+    return (wildcards.backbone, wildcards.layer) not in featinv_layers()
 
 
 def invert_settings():
@@ -503,38 +540,49 @@ def invert_settings():
     return {k: v for k, v in FEATINV["invert"].items() if k not in ("manipulations", "mappings")}
 
 
-def inversion_dir(backbone, layer, manipulation, mapping):
-    return f"{RESULTS}/inversions/{backbone}/{layer}/{manipulation}/{mapping}"
+def inversion_dir(backbone, layer, manipulation, mapping, stage="inversions"):
+    return f"{RESULTS}/{stage}/{backbone}/{layer}/{manipulation}/{mapping}"
 
 
 def inversion_metrics():
-    """Every inversion's metrics: the references of each cell, and each mapping inverted there."""
-    cells = featinv_cells()
-    references = [f"{RESULTS}/inversions/{b}/{layer}/{m}/metrics.json" for b, layer, m in cells]
-    mapped = [
-        f"{inversion_dir(*cell, mapping)}/metrics.json"
-        for cell, mappings in cells.items()
-        for mapping in mappings
-    ]
-    return references + mapped
+    """Every inversion's metrics, of both inverters: the references of each cell, and each
+    mapping inverted there."""
+    files = []
+    for stage, cells in (("inversions", featinv_cells()), ("optimisations", optimise_cells())):
+        files += [f"{RESULTS}/{stage}/{'/'.join(cell)}/metrics.json" for cell in cells]
+        files += [
+            f"{inversion_dir(*cell, mapping, stage)}/metrics.json"
+            for cell, mappings in cells.items()
+            for mapping in mappings
+        ]
+    return files
 
 
 def inversion_figures():
-    """A reconstruction grid per inverted (backbone, layer, manipulation), and the scores figure."""
-    cells = list(featinv_cells())
-    if not cells:
-        return []
+    """A reconstruction grid per inverted (backbone, layer, manipulation), the FeatInv scores
+    and the comparison of the two inverters."""
+    featinv, optimised = featinv_cells(), optimise_cells()
+    cells = list(dict.fromkeys([*featinv, *optimised]))
     grids = [f"{RESULTS}/figures/featinv/{'/'.join(cell)}.png" for cell in cells]
-    return [*grids, f"{RESULTS}/figures/inversion_scores.png"]
+    scores = [f"{RESULTS}/figures/inversion_scores.png"] if featinv else []
+    return grids + scores + ([f"{RESULTS}/figures/inverters.png"] if cells else [])
 
 
 def cell_reconstructions(wildcards):
-    """The references of one (backbone, layer, manipulation) and each mapping's reconstructions."""
+    """Each inverter's references of one (backbone, layer, manipulation) and each mapping's
+    reconstructions: keys `references` and `{mapping}` for FeatInv, prefixed `optimised_` for
+    the optimiser."""
     w = wildcards
     cell = (w.backbone, w.layer, w.manipulation)
-    files = {"references": f"{RESULTS}/inversions/{'/'.join(cell)}/images.safetensors"}
-    for mapping in featinv_cells()[cell]:
-        files[mapping] = f"{inversion_dir(*cell, mapping)}/images.safetensors"
+    files = {}
+    for prefix, stage, cells in (
+        ("", "inversions", featinv_cells()),
+        ("optimised_", "optimisations", optimise_cells()),
+    ):
+        if cell in cells:
+            files[f"{prefix}references"] = f"{RESULTS}/{stage}/{'/'.join(cell)}/images.safetensors"
+            for mapping in cells[cell]:
+                files[f"{prefix}{mapping}"] = f"{inversion_dir(*cell, mapping, stage)}/images.safetensors"
     return files
 
 

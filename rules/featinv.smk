@@ -96,7 +96,75 @@ rule invert_featinv:
         "../workflow_scripts/invert_featinv.py"
 
 
-# Original | manipulated | reconstructions of the original, manipulated and mapped features.
+# The optimiser's reconstructions of the true features of test images, and of the controls.
+rule optimise_references:
+    input:
+        original=features_of("{backbone}", "original"),
+        manipulated=features_of("{backbone}", "{manipulation}"),
+        original_images=image_store("original"),
+        manipulated_images=image_store("{manipulation}"),
+        weights=trained_weights,
+    output:
+        metrics=f"{RESULTS}/optimisations/{{backbone}}/{{layer}}/{{manipulation}}/metrics.json",
+        images=f"{RESULTS}/optimisations/{{backbone}}/{{layer}}/{{manipulation}}/images.safetensors",
+    log:
+        f"{RESULTS}/logs/optimisations/{{backbone}}/{{layer}}/{{manipulation}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/optimisations/{{backbone}}/{{layer}}/{{manipulation}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=int(FEATINV["optimise"]["device"] == "cuda"),
+    params:
+        backbone=backbone_config,
+        optimise=optimise_settings(),
+        invert=invert_settings(),
+        resolution=FEATINV["model"]["resolution"],
+        baselines=optimise_baselines,
+        code=FEATINV_CODE,
+    script:
+        "../workflow_scripts/optimise_references.py"
+
+
+# The optimiser's reconstructions from one mapping's features, scored like FeatInv's.
+rule optimise_mapping:
+    input:
+        original=features_of("{backbone}", "original"),
+        manipulated=features_of("{backbone}", "{manipulation}"),
+        original_images=image_store("original"),
+        manipulated_images=image_store("{manipulation}"),
+        weights=trained_weights,
+        references=rules.optimise_references.output.images,
+        map=inversion_map,
+    output:
+        metrics=f"{RESULTS}/optimisations/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/metrics.json",
+        images=f"{RESULTS}/optimisations/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/images.safetensors",
+    log:
+        f"{RESULTS}/logs/optimisations/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/optimisations/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=int(FEATINV["optimise"]["device"] == "cuda"),
+    params:
+        backbone=backbone_config,
+        spec=manipulation_spec,
+        optimise=optimise_settings(),
+        invert=invert_settings(),
+        resolution=FEATINV["model"]["resolution"],
+        code=FEATINV_CODE + code_hash("mapping", "geometry"),
+    script:
+        "../workflow_scripts/optimise_mapping.py"
+
+
+# Original | manipulated | each inverter's reconstructions of the true and mapped features.
 rule plot_featinv_grid:
     input:
         unpack(cell_reconstructions),
@@ -121,7 +189,7 @@ rule plot_featinv_grid:
     params:
         plots=config["plots"],
         rows=FEATINV["invert"]["grid_images"],
-        code=code_hash("plots"),
+        code=code_hash("plots", "featinv/evaluate"),
     script:
         "../workflow_scripts/plot_featinv_grid.py"
 
@@ -151,3 +219,30 @@ rule plot_inversion:
         code=code_hash("plots", "tables"),
     script:
         "../workflow_scripts/plot_inversion.py"
+
+
+# FeatInv against the optimiser by layer, against the mean-image floor and the resolution ceiling.
+rule plot_inverters:
+    input:
+        f"{RESULTS}/tables/metrics.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/inverters.png",
+            caption="../report/inverters.rst",
+            category="FeatInv",
+        ),
+    log:
+        f"{RESULTS}/logs/figures/inverters.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/inverters.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        plots=config["plots"],
+        code=code_hash("plots", "tables"),
+    script:
+        "../workflow_scripts/plot_inverters.py"

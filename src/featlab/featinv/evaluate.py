@@ -487,3 +487,26 @@ def load_images(path: str | os.PathLike, indices: np.ndarray) -> dict[str, np.nd
             "delete it and rerun"
         )
     return images
+
+
+def load_grid(files: dict[str, str | os.PathLike]) -> tuple[dict, dict]:
+    """One cell's images for its grid figure, from the files of both inverters.
+
+    Args:
+        files: `references` (FeatInv's) and `optimised_references` (the optimiser's) image files
+            of `invert_references`, and each mapping's of `invert_mapping` by the mapping's name,
+            with the prefix OPTIMISED for the optimiser's (`ridge`, `optimised_ridge`).
+
+    Returns:
+        The reference images and reconstructions of the true features by name, and each
+        mapping's reconstructions by name (`mapped`, `optimised_mapped`, ...).
+    """
+    references, mapped = {}, {}
+    for key, path in files.items():
+        images = load_file(path)
+        images.pop("image_index")
+        if key in ("references", OPTIMISED + "references"):
+            references.update(images)
+        else:
+            mapped.setdefault(key.removeprefix(OPTIMISED), {}).update(images)
+    return references, mapped
