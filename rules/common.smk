@@ -582,7 +582,9 @@ def cell_reconstructions(wildcards):
         if cell in cells:
             files[f"{prefix}references"] = f"{RESULTS}/{stage}/{'/'.join(cell)}/images.safetensors"
             for mapping in cells[cell]:
-                files[f"{prefix}{mapping}"] = f"{inversion_dir(*cell, mapping, stage)}/images.safetensors"
+                files[f"{prefix}{mapping}"] = (
+                    f"{inversion_dir(*cell, mapping, stage)}/images.safetensors"
+                )
     return files
 
 

@@ -490,21 +490,27 @@ class StubProbe:
         return grid, x.mean(axis=(2, 3))
 
 
-def test_inversion_scores_every_reconstruction_against_its_references():
-    model = build_model(dataclasses.replace(tiny_settings(), resolution=16), 3).eval()
-    randomise(model.hint.conv_out)
-    images = random_images(n=2, size=32)
+def stub_inputs(size: int, resolution: int) -> evaluate.InversionInputs:
+    """Two test images, their 2x2 feature grids, a vertical flip as the manipulation."""
+    images = random_images(n=2, size=size)
     rng = np.random.default_rng(0)
     original = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
-    job = evaluate.InversionInputs(
+    step = size // resolution
+    return evaluate.InversionInputs(
         original_images=images,
         manipulated_images=images[:, ::-1].copy(),
         original=original,
         manipulated=original[:, :, ::-1].copy(),
         original_logits=rng.standard_normal((2, 3)),
         manipulated_logits=rng.standard_normal((2, 3)),
-        mean_image=images.mean(axis=0).astype(np.uint8)[::2, ::2],
+        mean_image=images.mean(axis=0).astype(np.uint8)[::step, ::step],
     )
+
+
+def test_inversion_scores_every_reconstruction_against_its_references():
+    model = build_model(dataclasses.replace(tiny_settings(), resolution=16), 3).eval()
+    randomise(model.hint.conv_out)
+    job = stub_inputs(size=32, resolution=16)
     settings = evaluate.InvertSettings(n_images=2, perturbation_scales=(1.0,))
     inverter = evaluate.Inverter(
         functools.partial(sample, model, settings=SampleSettings(scheduler="ddim", steps=2)),
@@ -552,18 +558,7 @@ def test_saved_reconstructions_must_belong_to_the_same_test_images(tmp_path):
 
 
 def test_the_optimisers_rows_carry_its_prefix_and_compare_with_its_own_reconstructions():
-    images = random_images(n=2, size=16)
-    rng = np.random.default_rng(0)
-    original = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
-    job = evaluate.InversionInputs(
-        original_images=images,
-        manipulated_images=images[:, ::-1].copy(),
-        original=original,
-        manipulated=original[:, :, ::-1].copy(),
-        original_logits=rng.standard_normal((2, 3)),
-        manipulated_logits=rng.standard_normal((2, 3)),
-        mean_image=images.mean(axis=0).astype(np.uint8),
-    )
+    job = stub_inputs(size=16, resolution=16)
 
     def reconstruct(features):  # a stand-in inverter: each position's colour from its features
         grid = (np.tanh(features) * 127 + 128).astype(np.uint8).transpose(0, 2, 3, 1)
