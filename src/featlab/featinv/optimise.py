@@ -88,9 +88,25 @@ class FeatureReader:
             images = nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True)
         mean = images.new_tensor(self.mean).view(1, 3, 1, 1)
         std = images.new_tensor(self.std).view(1, 3, 1, 1)
+        # The layers after this one do not change its output: stop the forward pass there.
+        module = self.model.get_submodule(self.layer)
         with capture_layers(self.model, (self.layer,)) as outputs:
-            self.model((images - mean) / std)
+            stop = module.register_forward_hook(_stop_forward)
+            try:
+                self.model((images - mean) / std)
+            except _StopForward:
+                pass
+            finally:
+                stop.remove()
         return to_grid(self.model, outputs[self.layer])[0].float()
+
+
+class _StopForward(Exception):
+    """Raised by `_stop_forward` once the layer has given its output."""
+
+
+def _stop_forward(_module: nn.Module, _inputs, _output) -> None:
+    raise _StopForward
 
 
 def feature_cosine(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
