@@ -44,10 +44,10 @@ class OptimiseSettings:
     """How the optimiser inverts a feature map (`featinv.optimise` in the config)."""
 
     steps: int = 200  # Adam steps on the pixels
-    lr: float = 0.05  # step size in pixel units (0-1 scale)
+    lr: float = 0.01  # step size in pixel units (0-1 scale); 0.05 made noise on the default CNN
     schedule: str = "cosine"  # cosine: lr decays to 0 over the steps | constant
     loss: str = "cosine"  # cosine | mse (relative to the target's mean square)
-    tv_weight: float = 0.5  # weight of the squared total variation (the image prior)
+    tv_weight: float = 5.0  # weight of the squared total variation (the image prior)
     jitter: int = 2  # largest random shift, in pixels, of the image at each step
     start: str = "mean_image"  # mean_image (the floor) | noise
     seed: int = 0  # starting noise and shifts
