@@ -247,6 +247,11 @@ INPAINT = {"kind": "semantic", "editor": "inpaint", "model": "editors/sd", "prom
         (lambda c: c["featinv"]["sample"].update(scheduler="euler"), "scheduler"),
         (lambda c: c["featinv"]["model"].update(patch_size=3), "featinv.model.patch_size"),
         (lambda c: c["featinv"]["invert"].update(manipulations=["melt"]), "featinv.invert"),
+        (lambda c: c["featinv"]["optimise"].update(loss="l1"), "loss"),
+        (
+            lambda c: c["featinv"]["optimise"].update(layers={"cnn": ["layer9"]}),
+            "featinv.optimise.layers",
+        ),
         (lambda c: c["manipulations"].update(paint=INPAINT), "manipulations.paint: semantic"),
         (lambda c: c["editing"].update(offload="cpu"), "offload"),
     ],
