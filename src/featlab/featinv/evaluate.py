@@ -35,6 +35,12 @@ What does not depend on the mapping (the references, the mean image, the reconst
 true features, the pooled original and the perturbations) is inverted once per (layer,
 manipulation) by `invert_references`, with an empty mapping column; `invert_mapping` adds one
 mapping's `mapped` and `pooled_mapped` reconstructions.
+
+Two inverters make reconstructions, scored by the same code: FeatInv (`open_inversion`) and the
+optimiser of `optimise` (`open_optimisation`), which needs no trained model. The inverter is a
+word of `comparison`: the optimiser's reconstructions carry the prefix `optimised_`, and a
+reconstruction it is compared with is its own (`optimised_mapped_vs_optimised_reconstructed_
+manipulated`); the floor and ceiling rows are the same for both and written once per cell.
 """
 
 import dataclasses
