@@ -39,8 +39,9 @@ mapping's `mapped` and `pooled_mapped` reconstructions.
 Two inverters make reconstructions, scored by the same code: FeatInv (`open_inversion`) and the
 optimiser of `optimise` (`open_optimisation`), which needs no trained model. The inverter is a
 word of `comparison`: the optimiser's reconstructions carry the prefix `optimised_`, and a
-reconstruction it is compared with is its own (`optimised_mapped_vs_optimised_reconstructed_
-manipulated`); the floor and ceiling rows are the same for both and written once per cell.
+reconstruction it is compared with is its own, as in
+`optimised_mapped_vs_optimised_reconstructed_manipulated`; the floor and ceiling rows are the
+same for both and written once per cell.
 """
 
 import dataclasses
