@@ -634,7 +634,9 @@ def plot_inverters(table: pd.DataFrame, path: str | os.PathLike, settings: PlotS
     _save(fig, path, settings)
 
 
-def _inverter_bars(ax: plt.Axes, means: pd.Series, layers: list, reference: str, colours: dict):
+def _inverter_bars(
+    ax: plt.Axes, means: pd.Series, layers: list, reference: str, colours: dict
+) -> None:
     """Four bars per layer: FeatInv and the optimiser on the original and the mapped features."""
     mapped_reference = "manipulated" if reference == "original" else reference
     kinds = (("reconstructed_original", reference, ""), ("mapped", mapped_reference, "//"))
