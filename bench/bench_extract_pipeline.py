@@ -31,7 +31,8 @@ import torch
 
 from featlab.backbones import BackboneSpec, build_backbone
 from featlab.data.images import ImageSet, ImageStore, write_image_store
-from featlab.extract import PRECISIONS, ExtractSettings, extract_features
+from featlab.devices import PRECISIONS
+from featlab.extract import ExtractSettings, extract_features
 from featlab.io import remove
 from featlab.store import FeatureStore, FeatureStoreWriter
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
 
+from featlab.devices import autocast
 from featlab.featinv import train
 from featlab.featinv.model import FeatInvModel, FeatureHintBlock, ModelSettings
 from featlab.featinv.sample import REFERENCE, SampleSettings, sample
@@ -115,7 +116,7 @@ def bench_training(model: FeatInvModel, channels: int, steps: int, small: bool, 
     index = 2  # stage 2: 512 x 18 x 18 at 288 (ConvNeXt-B)
 
     def features_of(images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), train.autocast(device):
+        with torch.no_grad(), autocast(device, cuda_only=True):
             return backbone(images.to(device))[index].float().cpu()
 
     data = train.TrainingData(features_of(crops), targets.cpu())

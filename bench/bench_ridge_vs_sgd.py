@@ -30,7 +30,7 @@ import yaml
 
 from featlab import metrics
 from featlab.mapping.fit import ClosedFormSettings, fit_closed_form
-from featlab.mapping.pairs import open_view
+from featlab.mapping.pairs import open_pair
 from featlab.mapping.train import TrainSettings, train_mapping
 
 # Each closed-form fit: (mapping, settings that differ from the study's); ridge_relative_1pass
@@ -74,7 +74,7 @@ def bench_cell(root: str, cell: tuple[str, str, str], config: dict) -> dict:
         layer,
     )
     row = {"backbone": backbone, "layer": layer, "manipulation": manipulation}
-    view = open_view(*stores)
+    view = open_pair(*stores)
     row["identity"] = test_cosine(view, lambda x: x)
     for name, (method, overrides) in FITS.items():
         study = config["mappings"].get(method, {})
@@ -86,7 +86,7 @@ def bench_cell(root: str, cell: tuple[str, str, str], config: dict) -> dict:
         row[f"{name}_seconds"] = time.perf_counter() - start
         row[name] = test_cosine(view, affine.apply_maps)
     training = TrainSettings(**config["featmap"]["training"])
-    carved = open_view(*stores, val_fraction=training.val_fraction, seed=training.seed)
+    carved = open_pair(*stores, val_fraction=training.val_fraction, seed=training.seed)
     start = time.perf_counter()
     trained = train_mapping(carved, "linear", {}, training)
     row["linear_seconds"] = time.perf_counter() - start

@@ -225,7 +225,7 @@ def test_direction_weights_are_inverse_squared_norms_with_a_floor():
 
 @dataclasses.dataclass
 class ArrayPair:
-    """Feature pairs in memory, read like a LayerPair: the first n_train images are train."""
+    """Feature pairs in memory, read like a FeaturePair: the first n_train images are train."""
 
     x: np.ndarray
     y: np.ndarray

@@ -28,6 +28,7 @@ from featlab.mapping.models import (
     save_trained,
 )
 from featlab.mapping.semantic import (
+    HeldOutFeatures,
     SemanticSettings,
     grid_reaches_output,
     logits_of_features,
@@ -35,7 +36,6 @@ from featlab.mapping.semantic import (
     mapping_rows,
     reference_rows,
 )
-from featlab.mapping.semantic import TestFeatures as SemanticFeatures
 from featlab.mapping.train import EarlyStopping, TensorPairs, TrainSettings, train_model
 
 SMALL = {
@@ -343,7 +343,7 @@ def test_mapped_features_reach_the_logits_at_every_default_layer(spec):
     for layer in spec.layers:
         maps, prefix = to_grid(model, outputs[layer])
         prefix = None if prefix is None else prefix.numpy()
-        features = SemanticFeatures(maps.numpy(), prefix, logits, labels)
+        features = HeldOutFeatures(maps.numpy(), prefix, logits, labels)
         rows = mapping_rows(
             model, layer, features, features, noise, noise, False, (64, 64), SemanticSettings(), {}
         )

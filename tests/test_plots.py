@@ -1,5 +1,6 @@
 """Every figure at a page's size, and the FeatMap figures' scales, on study-shaped tables."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,7 +14,7 @@ from study_tables import (
 )
 
 from featlab import plots
-from featlab.lens import draw_strip
+from featlab.tables import MAPPINGS
 
 TABLE_FIGURES = (
     plots.plot_cosine_by_layer,
@@ -52,7 +53,7 @@ def test_every_artifact_figure_fits_a_page(study, tmp_path):
     frames, morphs = write_lens_case(
         tmp_path, shape["image_size"], shape["budgets"], shape["frames"]
     )
-    draw_strip(frames, morphs, tmp_path / "strip.png")
+    plots.draw_strip(frames, morphs, tmp_path / "strip.png")
     n, side = shape["neurons"], shape["image_size"]
     filters = {m: rng.normal(size=(n, 3, 43, 43)) for m in ("substitution", "deconvolution")}
     fidelity = {m: rng.uniform(0, 1, n) for m in filters}
@@ -74,7 +75,7 @@ def test_every_artifact_figure_fits_a_page(study, tmp_path):
 
 def test_the_lens_strip_puts_budgets_side_by_side(tmp_path):
     frames, morphs = write_lens_case(tmp_path, 64, (2, 4), 5)
-    draw_strip(frames, morphs, tmp_path / "strip.png")
+    plots.draw_strip(frames, morphs, tmp_path / "strip.png")
     width, height = Image.open(tmp_path / "strip.png").size
     # 4 methods x 2 variants rows of 128 px tiles; two budgets of 5 frames each
     assert width > 2 * 5 * 128
@@ -85,10 +86,11 @@ def test_the_lens_strip_puts_budgets_side_by_side(tmp_path):
 def drawn(monkeypatch) -> list:
     """The figures the plot functions draw, kept open instead of saved."""
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path, settings: figures.append(fig))
+    for module in (plots.featmap, plots.filters, plots.lens, plots.featinv):
+        monkeypatch.setattr(module, "save_figure", lambda fig, path, settings: figures.append(fig))
     yield figures
     for fig in figures:
-        plots.plt.close(fig)
+        plt.close(fig)
 
 
 def heatmap_cells(ax) -> dict[tuple[int, int], str]:
@@ -149,14 +151,14 @@ def test_cosine_by_layer_draws_one_panel_per_manipulation_and_one_legend(drawn):
     assert titles == sorted(DEFAULT_STUDY.manipulations)
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + fig.legends
     (legend,) = legends
-    assert [t.get_text() for t in legend.get_texts()] == list(plots.MAPPING_ORDER)
+    assert [t.get_text() for t in legend.get_texts()] == list(MAPPINGS)
     # both backbones' layers on each panel's x axis, each backbone named under its layers
     ax = fig.axes[0]
     layers = [t.get_text() for t in ax.get_xticklabels()]
     assert layers == [*DEFAULT_STUDY.layers["cnn"], *DEFAULT_STUDY.layers["vit"]]
     assert [t.get_text() for t in ax.get_xticklabels(minor=True)] == ["cnn", "vit"]
     # every mapping's line of a panel: one per backbone
-    assert len(ax.lines) == 2 * len(plots.MAPPING_ORDER) + 1  # and the dotted divider
+    assert len(ax.lines) == 2 * len(MAPPINGS) + 1  # and the dotted divider
 
 
 def test_cosine_by_layer_spreads_cosines_near_1_as_far_as_their_errors_differ(drawn):

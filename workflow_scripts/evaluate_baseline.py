@@ -4,12 +4,13 @@ import sys
 
 from featlab.geometry import spatial_op_of
 from featlab.io import write_json
-from featlab.mapping.fit import LayerPair, baseline, evaluate
+from featlab.mapping.fit import baseline, evaluate
+from featlab.mapping.pairs import open_pair
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
 
 w = snakemake.wildcards
-pair = LayerPair.open(
+pair = open_pair(
     snakemake.input.original, snakemake.input.manipulated, snakemake.input.images, w.layer
 )
 apply = baseline(w.mapping, spatial_op_of(snakemake.params.spec))

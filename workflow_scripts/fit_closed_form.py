@@ -5,14 +5,14 @@ import sys
 
 from featlab.io import write_json
 from featlab.mapping.fit import ClosedFormSettings, evaluate, fit_closed_form, save_affine
-from featlab.mapping.pairs import open_view
+from featlab.mapping.pairs import open_pair
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
 
 w = snakemake.wildcards
 settings = ClosedFormSettings(**snakemake.params.settings)
 spatial_op = snakemake.params.spatial_op  # applied to the originals first, or None
-view = open_view(
+view = open_pair(
     snakemake.input.original,
     snakemake.input.manipulated,
     snakemake.input.images,

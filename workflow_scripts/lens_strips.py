@@ -2,7 +2,7 @@
 
 import sys
 
-from featlab.lens import draw_strip, write_gif
+from featlab.plots import draw_strip, write_gif
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
 

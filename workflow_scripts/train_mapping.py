@@ -4,14 +4,14 @@ import sys
 
 from featlab.io import write_json
 from featlab.mapping.fit import evaluate
-from featlab.mapping.pairs import open_view
+from featlab.mapping.pairs import open_pair
 from featlab.mapping.train import TrainSettings, train_mapping
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
 
 w = snakemake.wildcards
 settings = TrainSettings(**snakemake.params.training, threads=snakemake.threads)
-view = open_view(
+view = open_pair(
     snakemake.input.original,
     snakemake.input.manipulated,
     snakemake.input.images,

@@ -460,19 +460,35 @@ def _token_grid(
     return int(grid[0]), int(grid[1])
 
 
+class _StopForward(Exception):
+    """Raised by a capturing hook once every layer asked for has run."""
+
+
 @contextlib.contextmanager
-def capture_layers(model: nn.Module, layers: tuple[str, ...]) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the outputs of the named modules during the forward passes inside the block."""
+def capture_layers(
+    model: nn.Module, layers: tuple[str, ...], stop: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the raw outputs of the named modules during the forward passes inside the block.
+
+    With `stop`, a forward pass ends as soon as every named module has run (the block then
+    ends there too), so the later layers and the head cost nothing; use one pass per block.
+    """
     outputs: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
+
+    def keep(name: str, output: torch.Tensor) -> None:
+        outputs[name] = output
+        if stop and len(outputs) == len(layers):
+            raise _StopForward
+
     handles = [
-        modules[name].register_forward_hook(
-            lambda _m, _i, out, name=name: outputs.__setitem__(name, out)
-        )
+        modules[name].register_forward_hook(lambda _m, _i, out, name=name: keep(name, out))
         for name in layers
     ]
     try:
         yield outputs
+    except _StopForward:
+        pass
     finally:
         for handle in handles:
             handle.remove()

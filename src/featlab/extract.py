@@ -23,14 +23,19 @@ from tqdm import tqdm
 
 import featlab
 from featlab import metrics
-from featlab.backbones import BackboneSpec, data_config, preprocess, to_grid, token_counts
+from featlab.backbones import (
+    BackboneSpec,
+    capture_layers,
+    data_config,
+    preprocess,
+    to_grid,
+    token_counts,
+)
 from featlab.data.images import ImageStore
-from featlab.devices import resolve_device
+from featlab.devices import PRECISIONS, autocast, resolve_device
 from featlab.store import FeatureStore, FeatureStoreWriter
 from featlab.tables import metric_row
 from featlab.workers import START_METHOD, main_script_hidden
-
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +45,7 @@ class ExtractSettings:
     batch_size: int = 128  # images per forward pass
     dtype: str = "float16"  # storage dtype of the feature arrays; float32 if values overflow
     input_size: int | None = None  # resize images to this side first; None keeps the store's
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    threads: int = 1  # torch CPU threads (a job's threads in Snakemake); 0 keeps torch's default
     device: str = "cpu"  # cpu | cuda | auto
     precision: str = "float32"  # autocast dtype of the forward pass: float32 | bfloat16 | float16
     channels_last: bool = False  # memory format of the model and its inputs
@@ -94,10 +99,6 @@ def batch_loader(dataset: ImageBatches, workers: int, pin_memory: bool):
     )
 
 
-class _StopForward(Exception):
-    """Raised by the last needed layer's hook: the rest of the network is not needed."""
-
-
 def forward_layers(
     model: nn.Module, layers: tuple[str, ...], x: torch.Tensor, logits: bool = True
 ) -> dict[str, torch.Tensor]:
@@ -106,28 +107,11 @@ def forward_layers(
     Without logits the pass stops as soon as every layer has run, so the later stages and the
     head cost nothing.
     """
-    outputs: dict[str, torch.Tensor] = {}
-    modules = dict(model.named_modules())
-
-    def keep(name: str, output: torch.Tensor) -> None:
-        outputs[name] = output
-        if not logits and len(outputs) == len(layers):
-            raise _StopForward
-
-    handles = [
-        modules[name].register_forward_hook(lambda _m, _i, out, name=name: keep(name, out))
-        for name in layers
-    ]
-    try:
-        with torch.inference_mode():
-            if logits:
-                outputs["logits"] = model(x)
-            else:
-                with contextlib.suppress(_StopForward):
-                    model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with torch.inference_mode(), capture_layers(model, layers, stop=not logits) as outputs:
+        if logits:
+            outputs["logits"] = model(x)
+        else:
+            model(x)
     return outputs
 
 
@@ -162,13 +146,6 @@ def _prepare(model: nn.Module, settings: ExtractSettings, device: torch.device) 
     if settings.compile:
         model = torch.compile(model)
     return model
-
-
-def _autocast(device: torch.device, precision: str):
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def extract_features(
@@ -236,7 +213,7 @@ def extract_features(
             x = x.to(device, non_blocking=True)
             if settings.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, settings.precision):
+            with autocast(device, settings.precision):
                 outputs = forward_layers(runner, spec.layers, x)
             write(as_arrays(model, outputs, x.shape[-2:]))
             progress.update(len(x))

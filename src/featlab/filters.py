@@ -69,7 +69,7 @@ from safetensors.numpy import load_file, save_file
 from torch import nn
 
 from featlab import metrics
-from featlab.backbones import check_layers, preprocess, to_grid
+from featlab.backbones import capture_layers, check_layers, preprocess, to_grid
 from featlab.devices import resolve_device
 from featlab.io import atomic_path
 from featlab.tables import metric_row
@@ -352,26 +352,11 @@ def _layer_norm_sigmas(model: nn.Module, images: torch.Tensor) -> dict[str, floa
     return sigmas
 
 
-class _StopForward(Exception):
-    """Raised by a hook once the layer of interest has run: the rest of the model is skipped."""
-
-
 def layer_output(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
     """The output of `layer` for input `x` as a (B, C, H, W) grid; the forward stops there."""
-    captured = {}
-
-    def stop(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
-        captured["output"] = output
-        raise _StopForward
-
-    handle = model.get_submodule(layer).register_forward_hook(stop)
-    try:
+    with capture_layers(model, (layer,), stop=True) as outputs:
         model(x)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    grid, _ = to_grid(model, captured["output"])
+    grid, _ = to_grid(model, outputs[layer])
     return grid
 
 

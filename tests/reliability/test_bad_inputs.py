@@ -30,8 +30,8 @@ from featlab.backbones import BackboneSpec, build_backbone, check_backbone, save
 from featlab.data.images import ImageSet, ImageStore, write_image_store
 from featlab.data.sources import UnreadableImage, count_images, list_folder, prepare_images
 from featlab.manipulate import check_spec, manipulate_store
-from featlab.mapping.fit import ClosedFormSettings, LayerPair, baseline, evaluate, fit_closed_form
-from featlab.mapping.pairs import open_view
+from featlab.mapping.fit import ClosedFormSettings, baseline, evaluate, fit_closed_form
+from featlab.mapping.pairs import open_pair
 from featlab.mapping.train import TrainSettings, train_mapping
 from featlab.store import FeatureStoreWriter
 
@@ -217,7 +217,7 @@ def test_a_split_left_empty_by_skipped_images_stops(tmp_path):
 
 
 def test_planning_can_require_the_splits(tmp_path):
-    """count_images(..., required_splits) is how planning (rules/common.smk) can stop early."""
+    """count_images(..., required_splits) is how planning (featlab.study) can stop early."""
     (tmp_path / "list.csv").write_text("path,label,split\na.png,0,train\nb.png,1,val\n")
     data = {"source": "filelist", "filelist": {"path": str(tmp_path / "list.csv")}}
     assert count_images(data) == 2
@@ -382,12 +382,12 @@ def test_stores_of_another_backbone_or_shape_stop_the_fit(tmp_path, case):
     images = _image_store(tmp_path / "images.zarr", change.pop("images", N_IMAGES))
     original = _feature_store(tmp_path / "original.zarr")
     manipulated = _feature_store(tmp_path / "manipulated.zarr", **change)
-    # The closed-form fits and baselines open a LayerPair; trained mappings open a view of one
-    # with validation images carved out of train.
+    # The closed-form fits and baselines open a pair with the store's splits; trained mappings
+    # open one with validation images carved out of train.
     with pytest.raises(ValueError, match=message):
-        LayerPair.open(original, manipulated, images, "layer1")
+        open_pair(original, manipulated, images, "layer1")
     with pytest.raises(ValueError, match=message):
-        open_view(original, manipulated, images, "layer1", val_fraction=0.25)
+        open_pair(original, manipulated, images, "layer1", val_fraction=0.25)
 
 
 def _poison(store: str, image: int, value: float) -> None:
@@ -398,15 +398,15 @@ def _poison(store: str, image: int, value: float) -> None:
 def _fit(mapping: str, original: str, manipulated: str, images: str) -> None:
     """What the fit_closed_form, train_mapping and evaluate_baseline jobs do with the stores."""
     if mapping == "identity":
-        pair = LayerPair.open(original, manipulated, images, "layer1")
+        pair = open_pair(original, manipulated, images, "layer1")
         evaluate(pair, baseline("identity", None), {"stage": "mapping", "mapping": "identity"})
     elif mapping == "linear":
-        view = open_view(original, manipulated, images, "layer1", val_fraction=0.25)
+        view = open_pair(original, manipulated, images, "layer1", val_fraction=0.25)
         settings = TrainSettings(epochs=1, batch_size=4, device="cpu", val_fraction=0.25)
         train_mapping(view, "linear", {}, settings)
     else:
         fit_closed_form(
-            open_view(original, manipulated, images, "layer1"), mapping, ClosedFormSettings()
+            open_pair(original, manipulated, images, "layer1"), mapping, ClosedFormSettings()
         )
 
 

@@ -197,6 +197,14 @@ class ImageStore:
             raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
         return np.flatnonzero((self.splits == split) & self.kept)
 
+    def first_test(self, n_images: int | None) -> np.ndarray:
+        """Positions of the first `n_images` kept test images (all of them for None); a store
+        without any stops here, since every scoring stage reads the test split."""
+        indices = self.indices("test")[:n_images]
+        if not len(indices):
+            raise ValueError(f"{self.path} has no test images")
+        return indices
+
     def read(self) -> ImageSet:
         """Load the whole set into memory."""
         return ImageSet(

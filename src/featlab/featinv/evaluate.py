@@ -111,14 +111,6 @@ class BackboneProbe:
         return np.concatenate(features), np.concatenate(logits)
 
 
-def test_indices(images: ImageStore, n_images: int) -> np.ndarray:
-    """The first `n_images` test images, in store order."""
-    indices = images.indices("test")[:n_images]
-    if len(indices) == 0:
-        raise ValueError(f"{images.path} has no test images to invert")
-    return indices
-
-
 def mean_image(images: ImageStore, resolution: int) -> np.ndarray:
     """The mean train image at the model's resolution, uint8 (R, R, 3)."""
     pixels = images.images.get_orthogonal_selection((images.indices("train"),))
@@ -317,7 +309,7 @@ def load_inputs(
     images = ImageStore(original_images), ImageStore(manipulated_images)
     if not (len(stores[0]) == len(stores[1]) == len(images[0]) == len(images[1])):
         raise ValueError(f"{original}, {manipulated} and their image stores differ in length")
-    indices = test_indices(images[1], n_images)  # a failed generative edit leaves the splits
+    indices = images[1].first_test(n_images)  # a failed generative edit leaves the splits
     inputs = InversionInputs(
         original_images=images[0].images.get_orthogonal_selection((indices,)),
         manipulated_images=images[1].images.get_orthogonal_selection((indices,)),

@@ -17,10 +17,10 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from tqdm import tqdm
 
-from featlab.devices import resolve_device
+from featlab.devices import autocast, resolve_device
 from featlab.featinv.model import FeatInvModel
 from featlab.featinv.settings import resolve_guidance
-from featlab.featinv.train import autocast, tensor_to_images
+from featlab.featinv.train import tensor_to_images
 
 SCHEDULERS = ("ddim", "dpmsolver++", "unipc")
 SPACINGS = ("trailing", "leading", "linspace")
@@ -140,7 +140,7 @@ def _denoise(
     for t in scheduler.timesteps:
         x = torch.cat([latents, latents]) if guided else latents
         x = scheduler.scale_model_input(x, t)
-        with autocast(latents.device, settings.bf16):
+        with autocast(latents.device, "bfloat16" if settings.bf16 else "float32", cuda_only=True):
             prediction = model.predict(x, t.expand(len(x)), both, hint_keep, prompt_keep).float()
         if guided:
             unconditional, conditional = prediction.chunk(2)

@@ -12,7 +12,6 @@ uninterrupted one would. A checkpoint is a folder, replaced atomically, holding 
 parameters, and a fingerprint of the settings it belongs to).
 """
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from featlab.data.images import ImageStore
-from featlab.devices import resolve_device
+from featlab.devices import autocast, resolve_device
 from featlab.featinv.model import FeatInvModel, ModelSettings, build_model
 from featlab.io import atomic_path, remove
 from featlab.store import FeatureStore
@@ -128,13 +127,6 @@ def fingerprint(settings: TrainSettings, model: FeatInvModel, data: TrainingData
     digest.update(str(tuple(data.features.shape) + tuple(data.targets.shape)).encode())
     digest.update(data.features[:8].numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (unless disabled); full precision elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train_featinv(
@@ -243,7 +235,7 @@ def _train_step(
     for group in optimiser.param_groups:
         group["lr"] = settings.lr_at(step)
     features = data.features[batch].to(device)
-    with autocast(device):
+    with autocast(device, "bfloat16", cuda_only=True):
         prediction = model.predict(
             noisy.to(device), t.to(device), features, hint_keep.to(device), prompt_keep.to(device)
         )

@@ -10,7 +10,8 @@ Three editors, each a diffusers pipeline loaded from a local folder or a hub id:
 Each image is edited with its own random generator, seeded from (seed, image index), so an edit
 does not depend on the batch or shard it ran in, and any one edit can be reproduced alone.
 
-Importing this module is cheap (spec checks read `EDITORS`); torch and diffusers load on use.
+Importing this module is cheap; torch and diffusers load on use. The editors' names and pipeline
+classes (`EDITORS`) live in featlab.manipulate.spec, which checks the configs that name them.
 """
 
 import dataclasses
@@ -22,12 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-# Editor name -> the diffusers pipeline class that runs it.
-EDITORS = {
-    "qwen_image_edit": "QwenImageEditPlusPipeline",
-    "instruct_pix2pix": "StableDiffusionInstructPix2PixPipeline",
-    "inpaint": "StableDiffusionInpaintPipeline",
-}
+from featlab.manipulate.spec import EDITORS, is_int, is_non_negative
+
 PRECISIONS = ("auto", "bfloat16", "float16", "float32")
 OFFLOADS = ("none", "model", "sequential")
 
@@ -56,25 +53,22 @@ class EditSettings:
     def __post_init__(self) -> None:
         from featlab.devices import DEVICES
 
-        # spec.py's checks (imported here: spec.py reads EDITORS from this module).
-        from featlab.manipulate.spec import _is_int, _is_non_negative
-
         checks = {
             "editor": (self.editor in EDITORS, f"one of {list(EDITORS)}"),
             "model": (isinstance(self.model, str) and self.model != "", "a hub id or a folder"),
             "prompt": (isinstance(self.prompt, str) and self.prompt.strip() != "", "a text"),
             "negative_prompt": (isinstance(self.negative_prompt, str), "a string"),
-            "steps": (_is_int(self.steps) and self.steps >= 1, "an integer >= 1"),
-            "guidance": (_is_non_negative(self.guidance), "a non-negative number"),
+            "steps": (is_int(self.steps) and self.steps >= 1, "an integer >= 1"),
+            "guidance": (is_non_negative(self.guidance), "a non-negative number"),
             "distilled_guidance": (
-                _is_non_negative(self.distilled_guidance),
+                is_non_negative(self.distilled_guidance),
                 "a non-negative number",
             ),
-            "image_guidance": (_is_non_negative(self.image_guidance), "a non-negative number"),
-            "seed": (_is_int(self.seed) and self.seed >= 0, "a non-negative integer"),
-            "batch_size": (_is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1"),
+            "image_guidance": (is_non_negative(self.image_guidance), "a non-negative number"),
+            "seed": (is_int(self.seed) and self.seed >= 0, "a non-negative integer"),
+            "batch_size": (is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1"),
             "edit_size": (
-                self.edit_size is None or (_is_int(self.edit_size) and self.edit_size >= 1),
+                self.edit_size is None or (is_int(self.edit_size) and self.edit_size >= 1),
                 "None (the image's size) or a positive integer",
             ),
             "precision": (self.precision in PRECISIONS, f"one of {list(PRECISIONS)}"),

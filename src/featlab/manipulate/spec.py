@@ -15,8 +15,13 @@ from typing import Any
 
 from featlab.data.shapes import CHANGEABLE
 from featlab.geometry import FLIP_OPS, ROTATION_OPS
-from featlab.manipulate.editors import EDITORS
 
+# Generative editor name -> the diffusers pipeline class that runs it (featlab.manipulate.editors).
+EDITORS = {
+    "qwen_image_edit": "QwenImageEditPlusPipeline",
+    "instruct_pix2pix": "StableDiffusionInstructPix2PixPipeline",
+    "inpaint": "StableDiffusionInpaintPipeline",
+}
 SQUARE_COLOURS = ("red", "green", "blue", "yellow")  # see featlab.manipulate.masking.SQUARES
 
 
@@ -32,11 +37,11 @@ class _Param:
     default: Any = _REQUIRED
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-def _is_non_negative(value: Any) -> bool:
+def is_non_negative(value: Any) -> bool:
     is_number = isinstance(value, Real) and not isinstance(value, bool)
     return is_number and math.isfinite(value) and value >= 0
 
@@ -49,7 +54,7 @@ def _is_region(value: Any) -> bool:
     """A box [top, left, bottom, right] in fractions of the image's height and width."""
     if not (isinstance(value, list | tuple) and len(value) == 4):
         return False
-    if not all(_is_non_negative(v) and v <= 1 for v in value):
+    if not all(is_non_negative(v) and v <= 1 for v in value):
         return False
     return value[0] < value[2] and value[1] < value[3]
 
@@ -61,16 +66,16 @@ def _is_filter(value: Any) -> bool:
     if not (isinstance(value, Mapping) and set(value) == {"min_changed", "max_changed"}):
         return False
     low, high = value["min_changed"], value["max_changed"]
-    return all(_is_non_negative(v) and v <= 1 for v in (low, high)) and low < high
+    return all(is_non_negative(v) and v <= 1 for v in (low, high)) and low < high
 
 
 def _is_text(value: Any) -> bool:
     return isinstance(value, str)
 
 
-_INTEGER = _Param(_is_int, "an integer")
-_SEED = _Param(lambda value: _is_int(value) and value >= 0, "a non-negative integer")
-_STD = _Param(_is_non_negative, "a non-negative number")
+_INTEGER = _Param(is_int, "an integer")
+_SEED = _Param(lambda value: is_int(value) and value >= 0, "a non-negative integer")
+_STD = _Param(is_non_negative, "a non-negative number")
 
 # Each kind's parameters. Geometric kinds come first; their values are those featlab.geometry maps
 # to spatial ops.
@@ -89,13 +94,13 @@ _PARAMETERS: dict[str, dict[str, _Param]] = {
         "model": _Param(lambda value: _is_text(value) and value != "", "a hub id or a folder"),
         "prompt": _Param(lambda value: _is_text(value) and value.strip() != "", "an instruction"),
         "negative_prompt": _Param(_is_text, "a string", " "),
-        "steps": _Param(lambda value: _is_int(value) and value >= 1, "an integer >= 1", 10),
-        "guidance": _Param(_is_non_negative, "a non-negative number", 4.5),
-        "distilled_guidance": _Param(_is_non_negative, "a non-negative number", 1.0),
-        "image_guidance": _Param(_is_non_negative, "a non-negative number", 1.5),
+        "steps": _Param(lambda value: is_int(value) and value >= 1, "an integer >= 1", 10),
+        "guidance": _Param(is_non_negative, "a non-negative number", 4.5),
+        "distilled_guidance": _Param(is_non_negative, "a non-negative number", 1.0),
+        "image_guidance": _Param(is_non_negative, "a non-negative number", 1.5),
         "seed": _Param(_SEED.check, _SEED.allowed, 42),
         "edit_size": _Param(
-            lambda value: value is None or (_is_int(value) and value >= 8),
+            lambda value: value is None or (is_int(value) and value >= 8),
             "null (the image's size) or an integer >= 8",
             None,
         ),
@@ -111,6 +116,7 @@ _PARAMETERS: dict[str, dict[str, _Param]] = {
 }
 MANIPULATION_KINDS = tuple(_PARAMETERS)
 GEOMETRIC_KINDS = ("rotate", "flip")  # exact spatial ops; see featlab.geometry.spatial_op_of
+EDITED_KINDS = ("semantic",)  # by generative editors, in shards; the other kinds are computed
 
 
 def check_spec(spec: Mapping[str, Any], *, allow_no_op: bool = False) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import numpy as np
 from featlab import metrics
 from featlab.mapping.closed_form import AffineMap, feature_rows
 from featlab.mapping.models import load_affine, spatial_op_in
-from featlab.mapping.pairs import SPATIAL_FIRST, PairView, channel_statistics, open_view
+from featlab.mapping.pairs import SPATIAL_FIRST, FeaturePair, channel_statistics, open_pair
 from featlab.tables import metric_row
 
 SPACES = ("standardised", "raw")
@@ -94,7 +94,7 @@ class AnalysisSpace:
         return AffineMap(weight=weight, bias=bias)
 
 
-def analysis_space(view: PairView, settings: AnalysisSettings) -> AnalysisSpace:
+def analysis_space(view: FeaturePair, settings: AnalysisSettings) -> AnalysisSpace:
     """The configured space, from the statistics of the layer's original train features."""
     mean, std = channel_statistics(view, settings.block_images, settings.std_floor)
     if settings.space == "raw":
@@ -178,7 +178,7 @@ def norm_statistics(affine: AffineMap, x_blocks) -> dict[str, tuple[float, int]]
 
 
 def rank_curve(
-    affine: AffineMap, view: PairView, space: AnalysisSpace, settings: AnalysisSettings
+    affine: AffineMap, view: FeaturePair, space: AnalysisSpace, settings: AnalysisSettings
 ) -> dict[int, tuple[float, int]]:
     """Test `cosine_median` of the map truncated to rank k in the analysis space, for each k.
 
@@ -199,7 +199,7 @@ def rank_curve(
 
 def analyse_affine(
     affine: AffineMap,
-    view: PairView,
+    view: FeaturePair,
     space: AnalysisSpace,
     settings: AnalysisSettings,
     base: dict,
@@ -251,7 +251,7 @@ def analyse_layer(
     rows, space = [], None
     for entry in plan:
         affine, config = load_affine(entry["map"])
-        view = open_view(original["features"], entry["features"], entry["images"], layer)
+        view = open_pair(original["features"], entry["features"], entry["images"], layer)
         if space is None:  # the same for every manipulation and spatial op of the layer
             space = analysis_space(view, settings)
         view.spatial_op = spatial_op_in(config)

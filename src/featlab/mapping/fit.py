@@ -8,7 +8,6 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from featlab import metrics
-from featlab.data.images import ImageStore
 from featlab.geometry import apply_spatial
 from featlab.io import atomic_path
 from featlab.mapping.closed_form import (
@@ -18,14 +17,11 @@ from featlab.mapping.closed_form import (
     solve_procrustes,
     solve_ridge,
 )
-from featlab.store import FeatureStore
+from featlab.mapping.pairs import FeaturePair
 from featlab.tables import metric_row
 
 CLOSED_FORM = ("ridge", "procrustes", "ridge_relative", "procrustes_relative")
 BASELINES = ("identity", "spatial")
-# What a feature store records of the backbone that wrote it (featlab.extract): the original and
-# manipulated stores of a fit must agree on all of it.
-BACKBONE_ATTRS = ("model", "spec", "weights_sha256", "preprocessing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,69 +37,7 @@ class ClosedFormSettings:
     memory_gb: float = 2.0  # keep the train split in memory between passes up to this size
 
 
-@dataclasses.dataclass
-class LayerPair:
-    """The original and manipulated features of one layer, with the manipulation's masks."""
-
-    original: FeatureStore
-    manipulated: FeatureStore
-    images: ImageStore
-    layer: str
-
-    @classmethod
-    def open(cls, original: str, manipulated: str, images: str, layer: str) -> "LayerPair":
-        """Open the stores of a fit, checking that they come from one backbone and image set."""
-        pair = cls(FeatureStore(original), FeatureStore(manipulated), ImageStore(images), layer)
-        rerun = "rerun the extraction of both image sets with the same backbone config"
-        for key in BACKBONE_ATTRS:
-            a, b = pair.original.attrs.get(key), pair.manipulated.attrs.get(key)
-            if a != b:
-                raise ValueError(
-                    f"{original} and {manipulated} come from different backbones ({key} {a} "
-                    f"and {b}); {rerun}"
-                )
-        for store in (pair.original, pair.manipulated):
-            if layer not in store.layers:
-                raise ValueError(f"{store.path} has no layer {layer!r} (it holds {store.layers})")
-        a, b = pair.original.layer(layer).shape, pair.manipulated.layer(layer).shape
-        if a != b:
-            raise ValueError(f"{layer}: {original} holds {a} but {manipulated} holds {b}; {rerun}")
-        if len(pair.images) != a[0]:
-            raise ValueError(
-                f"{images} holds {len(pair.images)} images but {original} the features of "
-                f"{a[0]}; rerun the extraction of this image set"
-            )
-        return pair
-
-    def blocks(self, split: str, block: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(original, manipulated, image indices) of one split, `block` images at a time."""
-        indices = self.images.indices(split)
-        for start in range(0, len(indices), block):
-            chunk = indices[start : start + block]
-            yield (
-                read_finite(self.original, self.layer, chunk),
-                read_finite(self.manipulated, self.layer, chunk),
-                chunk,
-            )
-
-
-def read_finite(
-    store: FeatureStore, layer: str, indices: np.ndarray, dtype=np.float32
-) -> np.ndarray:
-    """A layer's features of some images; NaN or Inf stops the fit, whose weights and scores
-    it would otherwise turn into NaN (extraction refuses them, so the store was written some
-    other way or damaged)."""
-    values = store.read(layer, indices, dtype)
-    if not np.isfinite(values).all():
-        image = int(indices[np.argwhere(~np.isfinite(values))[0][0]])
-        raise ValueError(
-            f"{store.path}, layer {layer}: NaN or Inf features at image {image}; delete the "
-            "store and rerun its extraction"
-        )
-    return values
-
-
-def fit_closed_form(pair: LayerPair, method: str, settings: ClosedFormSettings) -> AffineMap:
+def fit_closed_form(pair: FeaturePair, method: str, settings: ClosedFormSettings) -> AffineMap:
     """Solve a closed-form map from Gram matrices accumulated in fp64 over the train split.
 
     ridge and procrustes take one pass over the data, minimising the squared error in raw units.
@@ -122,7 +56,7 @@ class TrainBlocks:
     """The train split of a pair in blocks of images, read once and kept in memory while it fits
     in `memory_gb` (each pass after the first then costs no reading), else read at every pass."""
 
-    def __init__(self, pair: LayerPair, block_images: int, memory_gb: float) -> None:
+    def __init__(self, pair: FeaturePair, block_images: int, memory_gb: float) -> None:
         self.pair, self.block_images, self.budget = pair, block_images, memory_gb * 2**30
         self.kept: list[tuple[np.ndarray, np.ndarray]] | None = None
 
@@ -156,7 +90,7 @@ def accumulate(
     return gram
 
 
-def fit_relative(pair: LayerPair, kind: str, settings: ClosedFormSettings) -> AffineMap:
+def fit_relative(pair: FeaturePair, kind: str, settings: ClosedFormSettings) -> AffineMap:
     """An affine (ridge) or orthogonal (Procrustes) map that minimises sum_i |r_i| / |y_i|.
 
     r_i = y_i - W x_i - b is the residual at position i and |y_i| the norm of the true
@@ -208,7 +142,9 @@ def fit_relative(pair: LayerPair, kind: str, settings: ClosedFormSettings) -> Af
     return affine
 
 
-def evaluate(pair: LayerPair, apply: Callable[[np.ndarray], np.ndarray], base: dict) -> list[dict]:
+def evaluate(
+    pair: FeaturePair, apply: Callable[[np.ndarray], np.ndarray], base: dict
+) -> list[dict]:
     """Score mapped against true manipulated features on each split: cosine, masked cosine, MSE."""
     rows = []
     for split in ("train", "val", "test"):

@@ -1,5 +1,8 @@
 """What a mapping is fitted on: a layer's feature pairs seen through splits and a spatial op.
 
+A `FeaturePair` holds the original and manipulated feature stores of one layer and the image
+store (splits, masks) of the manipulated set; `open_pair` checks that they belong together.
+
 Image stores hold train and test splits only, so a trained mapping carves its validation images
 out of the train split (a seeded 5% in the FeatMap recipe). For geometric manipulations a mapping
 can apply the manipulation's exact spatial op to the original features first; it then learns only
@@ -14,15 +17,34 @@ import numpy as np
 
 from featlab.data.images import SPLITS, ImageStore
 from featlab.geometry import apply_spatial
-from featlab.mapping.fit import LayerPair, read_finite
+from featlab.store import FeatureStore
 
 COMPARISON = "mapped_vs_manipulated"
 SPATIAL_FIRST = "spatial_first"
+# What a feature store records of the backbone that wrote it (featlab.extract): the original and
+# manipulated stores of a fit must agree on all of it.
+BACKBONE_ATTRS = ("model", "spec", "weights_sha256", "preprocessing")
 
 
 def comparison_of(spatial_op: str | None) -> str:
     """The `comparison` word of a mapping that does (or does not) apply a spatial op first."""
     return f"{COMPARISON}_{SPATIAL_FIRST}" if spatial_op else COMPARISON
+
+
+def read_finite(
+    store: FeatureStore, layer: str, indices: np.ndarray, dtype=np.float32
+) -> np.ndarray:
+    """A layer's features of some images; NaN or Inf stops the fit, whose weights and scores
+    it would otherwise turn into NaN (extraction refuses them, so the store was written some
+    other way or damaged)."""
+    values = store.read(layer, indices, dtype)
+    if not np.isfinite(values).all():
+        image = int(indices[np.argwhere(~np.isfinite(values))[0][0]])
+        raise ValueError(
+            f"{store.path}, layer {layer}: NaN or Inf features at image {image}; delete the "
+            "store and rerun its extraction"
+        )
+    return values
 
 
 def carve_splits(images: ImageStore, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
@@ -53,32 +75,19 @@ def carve_splits(images: ImageStore, val_fraction: float, seed: int) -> dict[str
 
 
 @dataclasses.dataclass
-class PairView:
-    """A `LayerPair` read through chosen splits, with an optional spatial op applied to x first.
+class FeaturePair:
+    """The original and manipulated features of one layer, read through chosen splits, with an
+    optional spatial op applied to the originals first; the image store gives the masks.
 
-    It offers what `fit_closed_form` and `evaluate` use of a LayerPair (original, manipulated,
-    images, layer, blocks), so the same fitting and scoring code serves every variant.
+    The closed-form fits, the trained mappings, the baselines and the analysis all read it.
     """
 
-    pair: LayerPair
-    splits: dict[str, np.ndarray]
+    original: FeatureStore
+    manipulated: FeatureStore
+    images: ImageStore
+    layer: str
+    splits: dict[str, np.ndarray]  # split -> sorted image indices (see carve_splits)
     spatial_op: str | None = None
-
-    @property
-    def original(self):
-        return self.pair.original
-
-    @property
-    def manipulated(self):
-        return self.pair.manipulated
-
-    @property
-    def images(self) -> ImageStore:
-        return self.pair.images
-
-    @property
-    def layer(self) -> str:
-        return self.pair.layer
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -108,7 +117,7 @@ class PairView:
         return 2 * len(self.splits[split]) * math.prod(self.shape) * itemsize
 
 
-def open_view(
+def open_pair(
     original: str,
     manipulated: str,
     images: str,
@@ -116,14 +125,37 @@ def open_view(
     spatial_op: str | None = None,
     val_fraction: float = 0.0,
     seed: int = 0,
-) -> PairView:
-    """Open a layer's feature pair and view it through (possibly carved) splits."""
-    pair = LayerPair.open(original, manipulated, images, layer)
-    return PairView(pair, carve_splits(pair.images, val_fraction, seed), spatial_op)
+) -> FeaturePair:
+    """Open a layer's feature pair, checking that its stores come from one backbone and image
+    set, and view it through the store's splits (a val split carved from train with
+    `val_fraction` > 0, see `carve_splits`)."""
+    stores = FeatureStore(original), FeatureStore(manipulated)
+    image_store = ImageStore(images)
+    rerun = "rerun the extraction of both image sets with the same backbone config"
+    for key in BACKBONE_ATTRS:
+        a, b = (store.attrs.get(key) for store in stores)
+        if a != b:
+            raise ValueError(
+                f"{original} and {manipulated} come from different backbones ({key} {a} "
+                f"and {b}); {rerun}"
+            )
+    for store in stores:
+        if layer not in store.layers:
+            raise ValueError(f"{store.path} has no layer {layer!r} (it holds {store.layers})")
+    a, b = (store.layer(layer).shape for store in stores)
+    if a != b:
+        raise ValueError(f"{layer}: {original} holds {a} but {manipulated} holds {b}; {rerun}")
+    if len(image_store) != a[0]:
+        raise ValueError(
+            f"{images} holds {len(image_store)} images but {original} the features of "
+            f"{a[0]}; rerun the extraction of this image set"
+        )
+    splits = carve_splits(image_store, val_fraction, seed)
+    return FeaturePair(*stores, image_store, layer, splits, spatial_op)
 
 
 def channel_statistics(
-    view: PairView, block_images: int = 256, std_floor: float = 0.01
+    view: FeaturePair, block_images: int = 256, std_floor: float = 0.01
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std (C,) of the original train features, streamed in float64.
 

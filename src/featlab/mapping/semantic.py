@@ -133,7 +133,7 @@ def mapped_rows(
 
 
 @dataclasses.dataclass
-class TestFeatures:
+class HeldOutFeatures:
     """A layer's test-split inputs of semantic consistency for one image set."""
 
     maps: np.ndarray | None  # (N, C, H, W) layer features
@@ -145,8 +145,8 @@ class TestFeatures:
 def mapping_rows(
     model: nn.Module,
     layer: str,
-    original: TestFeatures,
-    manipulated: TestFeatures,
+    original: HeldOutFeatures,
+    manipulated: HeldOutFeatures,
     mapping: Callable[[np.ndarray], np.ndarray],
     tokens: Callable[[np.ndarray], np.ndarray] | None,
     spatial_first: bool,
@@ -179,7 +179,7 @@ def mapping_rows(
 def grid_reaches_output(
     model: nn.Module,
     layer: str,
-    features: TestFeatures,
+    features: HeldOutFeatures,
     input_size: tuple[int, int] | None,
     images: int = 4,
 ) -> bool:
@@ -197,23 +197,15 @@ def grid_reaches_output(
     return not np.allclose(logits, changed, rtol=1e-5, atol=1e-6)
 
 
-def test_indices(images: ImageStore, max_images: int | None) -> np.ndarray:
-    """The first `max_images` kept test images of a (manipulated) image store."""
-    indices = images.indices("test")[:max_images]
-    if not len(indices):
-        raise ValueError(f"{images.path} has no test images")
-    return indices
-
-
-def read_test_features(
+def read_held_out(
     store: FeatureStore,
     images: ImageStore,
     layer: str,
     indices: np.ndarray,
     with_maps: bool = True,
-) -> TestFeatures:
+) -> HeldOutFeatures:
     """Test images' features (unless not asked), prefix tokens, logits and labels of a set."""
-    return TestFeatures(
+    return HeldOutFeatures(
         maps=store.read(layer, indices) if with_maps else None,
         prefix=store.prefix_tokens(layer, indices) if with_maps else None,
         logits=store.logits.get_orthogonal_selection((indices,)).astype(np.float32),
@@ -259,12 +251,12 @@ def semantic_consistency(
         entries = [entry for entry in plan if entry["manipulation"] == manipulation]
         base = dict(backbone=backbone, layer=layer, manipulation=manipulation)
         images = ImageStore(entries[0]["images"])
-        indices = test_indices(images, settings.max_images)
+        indices = images.first_test(settings.max_images)
         key = indices.tobytes()
         if key not in sources:
-            sources[key] = read_test_features(store, original_images, layer, indices)
+            sources[key] = read_held_out(store, original_images, layer, indices)
         source = sources[key]
-        target = read_test_features(
+        target = read_held_out(
             FeatureStore(entries[0]["features"]), images, layer, indices, with_maps=False
         )
         rows += reference_rows(

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from featlab.devices import resolve_device
 from featlab.mapping.models import NormalisedMap, apply_model, build_model, save_trained
-from featlab.mapping.pairs import PairView, channel_statistics
+from featlab.mapping.pairs import FeaturePair, channel_statistics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +127,7 @@ class StreamedPairs:
     one contiguous read.
     """
 
-    def __init__(self, view: PairView, split: str, block_images: int, device: torch.device):
+    def __init__(self, view: FeaturePair, split: str, block_images: int, device: torch.device):
         self.view, self.split, self.device = view, split, device
         indices = view.splits[split]
         self.blocks = [indices[i : i + block_images] for i in range(0, len(indices), block_images)]
@@ -239,7 +239,7 @@ def train_model(model: NormalisedMap, train, val, settings: TrainSettings) -> Tr
 
 
 def _pairs(
-    view: PairView, split: str, settings: TrainSettings, device: torch.device, in_memory: bool
+    view: FeaturePair, split: str, settings: TrainSettings, device: torch.device, in_memory: bool
 ):
     if in_memory:
         x, y = view.read(view.splits[split], dtype=view.original.layer(view.layer).dtype)
@@ -264,11 +264,13 @@ class TrainedMap:
         save_trained(path, self.model, self.config)
 
 
-def train_mapping(view: PairView, mapping: str, hyper: dict, settings: TrainSettings) -> TrainedMap:
+def train_mapping(
+    view: FeaturePair, mapping: str, hyper: dict, settings: TrainSettings
+) -> TrainedMap:
     """Train one mapping model on a layer's feature pairs with the FeatMap recipe.
 
     Args:
-        view: The feature pairs, with the val split carved from train (see `open_view`) and the
+        view: The feature pairs, with the val split carved from train (see `open_pair`) and the
             spatial op, if any, that the mapping applies first.
         mapping: One of the trained mappings (`models.TRAINED`).
         hyper: The model's hyperparameters.
