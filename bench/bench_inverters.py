@@ -32,6 +32,7 @@ from featlab.backbones import BackboneSpec, build_backbone
 from featlab.featinv import evaluate
 from featlab.featinv.optimise import OptimiseSettings
 from featlab.featinv.sample import SampleSettings
+from featlab.io import write_json
 
 
 class Timed:
@@ -109,10 +110,9 @@ def main() -> None:
             "settings": dataclasses.asdict(sampling),
             **run(inverter, inputs, base),
         }
-    text = json.dumps(report, indent=2)
-    print(text)
+    print(json.dumps(report, indent=2))
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        write_json(args.output, report)  # keys sorted
 
 
 if __name__ == "__main__":

@@ -287,6 +287,11 @@ def _image_rows(lpips: LPIPS, name: str, image: np.ndarray, references: dict) ->
     return rows
 
 
+# The feature and image stores of an inversion by role: `original`, `manipulated`,
+# `original_images`, `manipulated_images` (see `load_inputs`).
+StorePaths = dict[str, str | os.PathLike]
+
+
 def load_inputs(
     original: str | os.PathLike,
     manipulated: str | os.PathLike,
@@ -323,11 +328,7 @@ def load_inputs(
 
 
 def open_inputs(
-    backbone: nn.Module,
-    layer: str,
-    stores: dict[str, str | os.PathLike],
-    n_images: int,
-    resolution: int,
+    backbone: nn.Module, layer: str, stores: StorePaths, n_images: int, resolution: int
 ) -> tuple[BackboneProbe, InversionInputs, np.ndarray]:
     """The backbone that scores reconstructions, the test inputs and their store indices.
 
@@ -357,7 +358,7 @@ def open_inversion(
     model: str | os.PathLike,
     backbone: nn.Module,
     layer: str,
-    stores: dict[str, str | os.PathLike],
+    stores: StorePaths,
     sampling: SampleSettings,
     n_images: int,
 ) -> tuple[Inverter, InversionInputs, np.ndarray]:
@@ -383,7 +384,7 @@ def open_inversion(
 def open_optimisation(
     backbone: nn.Module,
     layer: str,
-    stores: dict[str, str | os.PathLike],
+    stores: StorePaths,
     settings: OptimiseSettings,
     n_images: int,
     resolution: int,
