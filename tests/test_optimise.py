@@ -2,14 +2,10 @@
 the target rises, it is deterministic for a seed and independent of the batch, and bad settings
 stop naming their key."""
 
-import dataclasses
-from pathlib import Path
-
 import numpy as np
 import pytest
 import timm
 import torch
-import yaml
 from torch import nn
 
 from featlab.featinv.optimise import FeatureReader, OptimiseSettings, feature_cosine, optimise
@@ -96,13 +92,3 @@ def test_bad_settings_stop_naming_the_key(change):
     key = next(iter(change))
     with pytest.raises(ValueError, match=f"featinv.optimise.{key}"):
         OptimiseSettings(**change)
-
-
-def test_the_schema_defaults_are_the_settings_defaults():
-    schema = yaml.safe_load(
-        (Path(__file__).parents[1] / "schemas" / "config.schema.yaml").read_text()
-    )
-    keys = schema["properties"]["featinv"]["properties"]["optimise"]["properties"]
-    defaults = {k: v["default"] for k, v in keys.items() if k != "layers"}
-    fields = {f.name: f.default for f in dataclasses.fields(OptimiseSettings)}
-    assert defaults == {k: v for k, v in fields.items() if k != "threads"}
