@@ -5,7 +5,12 @@ One module per stage's figures (`featmap`, `filters`, `lens`, `featinv`) over wh
 """
 
 from featlab.plots.base import PlotSettings
-from featlab.plots.featinv import FEATINV_COLUMNS, plot_featinv_grid, plot_inversion_scores
+from featlab.plots.featinv import (
+    FEATINV_COLUMNS,
+    plot_featinv_grid,
+    plot_inversion_scores,
+    plot_inverters,
+)
 from featlab.plots.featmap import (
     plot_cosine_by_layer,
     plot_linear_structure,
@@ -24,6 +29,7 @@ __all__ = [
     "plot_featinv_grid",
     "plot_filter_grid",
     "plot_inversion_scores",
+    "plot_inverters",
     "plot_lens_summary",
     "plot_linear_structure",
     "plot_rank_curves",

@@ -71,23 +71,38 @@ def check_lens(study: "Study") -> None:
 
 
 def check_featinv(study: "Study") -> None:
-    """The FeatInv layers are stored layers, the inverted manipulations exist, and the model's
-    patch size and the sampler's guidance work (checks a job would make only when it runs)."""
-    featinv, backbones = study.config["featinv"], study.config["backbones"]
-    for backbone, layers in (featinv["layers"] or {}).items():
-        stored = backbones.get(backbone, {}).get("layers", [])
-        unknown = [layer for layer in layers if layer not in stored]
-        if backbone not in backbones or unknown:
-            raise ValueError(
-                f"featinv.layers: {backbone} {unknown or ''} is not a stored backbone layer; "
-                f"choose among backbones.{backbone}.layers"
-            )
-    wanted = featinv["invert"]["manipulations"] or []
-    unknown = set(wanted) - set(study.manipulations)
-    if unknown:
-        raise ValueError(f"featinv.invert.manipulations: {sorted(unknown)} are not manipulations")
+    """The FeatInv and optimiser layers are stored layers, the inverted manipulations and mappings
+    exist, and the model's patch size and the sampler's guidance work (checks a job would make
+    only when it runs)."""
+    featinv = study.config["featinv"]
+    for key, chosen in (
+        ("featinv.layers", featinv["layers"]),
+        ("featinv.optimise.layers", featinv["optimise"]["layers"]),
+    ):
+        _stored_layers(study, key, chosen or {})
+    for section, key, known in (
+        ("invert", "manipulations", study.manipulations),
+        ("optimise", "manipulations", study.manipulations),
+        ("optimise", "mappings", study.config["mappings"]),
+    ):
+        unknown = set(featinv[section][key] or []) - set(known)
+        if unknown:
+            raise ValueError(f"featinv.{section}.{key}: {sorted(unknown)} are not {key}")
     model = featinv["model"]
     check_patch_size(model["base"], model["resolution"], model["patch_size"])
     resolve_guidance(
         model["base"], featinv["sample"]["guidance"], featinv["train"]["prompt_drop_prob"]
     )
+
+
+def _stored_layers(study: "Study", key: str, chosen: dict[str, list[str]]) -> None:
+    """Each backbone -> layers of `chosen` names a stored layer of a backbone of the study."""
+    backbones = study.config["backbones"]
+    for backbone, layers in chosen.items():
+        stored = backbones.get(backbone, {}).get("layers", [])
+        unknown = [layer for layer in layers if layer not in stored]
+        if backbone not in backbones or unknown:
+            raise ValueError(
+                f"{key}: {backbone} {unknown or ''} is not a stored backbone layer; "
+                f"choose among backbones.{backbone}.layers"
+            )

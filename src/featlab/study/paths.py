@@ -11,6 +11,7 @@ STAGES = (
     "filters",
     "featinv",
     "inversions",
+    "optimisations",
     "tables",
     "figures",
 )
@@ -87,6 +88,10 @@ class StudyPaths:
     def inversion(self, backbone: str, layer: str, manipulation: str, *mapping: str) -> str:
         """A cell's references folder, or one mapping's inversions folder inside it."""
         return self.path("inversions", backbone, layer, manipulation, *mapping)
+
+    def optimisation(self, backbone: str, layer: str, manipulation: str, *mapping: str) -> str:
+        """The optimiser's references folder of a cell, or one mapping's folder inside it."""
+        return self.path("optimisations", backbone, layer, manipulation, *mapping)
 
     def table(self) -> str:
         return self.path("tables", "metrics.csv")

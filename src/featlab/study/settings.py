@@ -16,6 +16,7 @@ from featlab.data.shapes import ShapesSettings
 from featlab.extract import ExtractSettings
 from featlab.featinv.evaluate import InvertSettings
 from featlab.featinv.model import ModelSettings
+from featlab.featinv.optimise import OptimiseSettings
 from featlab.featinv.sample import SampleSettings
 from featlab.featinv.train import TrainSettings as FeatInvTrainSettings
 from featlab.filters import FilterSettings
@@ -51,6 +52,7 @@ SETTINGS: dict[str, type] = {
     "featinv.train": FeatInvTrainSettings,
     "featinv.sample": SampleSettings,
     "featinv.invert": InvertSettings,
+    "featinv.optimise": OptimiseSettings,
     "plots": PlotSettings,
 }
 # The keys of those sections that plan the study rather than set how a stage runs: the workflow
@@ -63,6 +65,7 @@ PLANNING_KEYS: dict[str, tuple[str, ...]] = {
     "lens": ("backbones", "cases"),
     "filters": ("backbones", "layers"),
     "featinv.invert": ("manipulations", "mappings"),
+    "featinv.optimise": ("layers", "manipulations", "mappings", "n_images"),
 }
 # The sections that only plan the study (which cells, where the data lie): no dataclass reads them.
 PLANNING_SECTIONS = (
