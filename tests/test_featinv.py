@@ -32,12 +32,7 @@ TINY_UNET = {
 CHANNELS = 5  # feature channels of the tiny "backbone layer"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_settings(**changes) -> ModelSettings:

@@ -10,13 +10,7 @@ from torch import nn
 
 from featlab.featinv.optimise import FeatureReader, OptimiseSettings, feature_cosine, optimise
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class MixColours(nn.Module):
