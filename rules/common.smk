@@ -44,7 +44,14 @@ wildcard_constraints:
 
 # The folders of one job's cell, with its wildcards.
 MAPPING_LAYER = study.mapping("{backbone}", "{layer}")
-MAPPING_CELL = study.mapping("{backbone}", "{layer}", "{manipulation}", "{mapping}")
+MAPPING_GROUP = study.mapping("{backbone}", "{layer}", "{manipulation}")
+MAPPING_CELL = f"{MAPPING_GROUP}/{{mapping}}"
+# The stores a mapping job of one cell (or of a group of a cell's mappings) reads.
+CELL_STORES = dict(
+    original=study.features("{backbone}", "original"),
+    manipulated=study.features("{backbone}", "{manipulation}"),
+    images=study.images("{manipulation}"),
+)
 INVERSION_CELL = study.inversion("{backbone}", "{layer}", "{manipulation}")
 INVERSION_MAPPING = study.inversion("{backbone}", "{layer}", "{manipulation}", "{mapping}")
 OPTIMISATION_CELL = study.optimisation("{backbone}", "{layer}", "{manipulation}")
@@ -102,12 +109,16 @@ def feature_shards_of(wildcards):
     return [study.feature_shard(w.backbone, w.imageset, s) for s in study.extract_shards]
 
 
-def mapping_settings_of(wildcards):
-    return study.mapping_settings(wildcards.mapping)
+def fit_of(wildcards):
+    return study.fit(wildcards.manipulation, wildcards.mapping)
 
 
-def spatial_first_of(wildcards):
-    return study.spatial_first_of(wildcards.manipulation, wildcards.mapping)
+def closed_form_fits_of(wildcards):
+    return [study.fit(wildcards.manipulation, m) for m in study.batched("closed_forms")]
+
+
+def trained_fits_of(wildcards):
+    return [study.fit(wildcards.manipulation, m) for m in study.batched("trained")]
 
 
 def semantic_plan(wildcards):

@@ -1,23 +1,20 @@
 # FeatMap beyond closed form: trained mappings, linear-structure analysis, semantic consistency.
 
 
-# A trained mapping (FeatMap recipe), its per-epoch history, and its scores on every split.
+# A trained mapping (FeatMap recipe), its per-epoch history, and its scores on every split; with
+# featmap.jobs: batched (rules/mapping.smk), every trained mapping of a backbone, layer and
+# manipulation in one job.
 rule train_mapping:
     input:
-        original=study.features("{backbone}", "original"),
-        manipulated=study.features("{backbone}", "{manipulation}"),
-        images=study.images("{manipulation}"),
+        **CELL_STORES,
     output:
-        model=f"{MAPPING_CELL}/map.safetensors",
-        config=f"{MAPPING_CELL}/map.json",
-        history=f"{MAPPING_CELL}/history.json",
-        metrics=f"{MAPPING_CELL}/metrics.json",
+        **study.cell_files(MAPPING_CELL, "trained"),
     log:
         study.log(MAPPING_CELL),
     benchmark:
         study.benchmark(MAPPING_CELL)
     wildcard_constraints:
-        mapping=one_of(TRAINED),
+        mapping=one_of(study.single("trained")),
     conda:
         ENV
     threads: 1
@@ -26,12 +23,37 @@ rule train_mapping:
         runtime=60,
         gpu=gpus(config["featmap"]["training"]["device"]),
     params:
-        settings=mapping_settings_of,
-        spatial_op=spatial_first_of,
+        fit=fit_of,
         training=study.settings("featmap.training"),
-        code=study.code("train_mapping"),
+        code=study.code("fit_mapping"),
     script:
-        "../workflow_scripts/train_mapping.py"
+        "../workflow_scripts/fit_mapping.py"
+
+
+if study.batched("trained"):
+
+    rule train_mappings:
+        input:
+            **CELL_STORES,
+        output:
+            **study.group_files(MAPPING_GROUP, "trained"),
+        log:
+            study.log(f"{MAPPING_GROUP}/trained"),
+        benchmark:
+            study.benchmark(f"{MAPPING_GROUP}/trained")
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60 * len(study.batched("trained")),
+            gpu=gpus(config["featmap"]["training"]["device"]),
+        params:
+            fits=trained_fits_of,
+            training=study.settings("featmap.training"),
+            code=study.code("fit_mappings"),
+        script:
+            "../workflow_scripts/fit_mappings.py"
 
 
 # Linear-structure analysis of every affine map (ridge, Procrustes, linear) of one layer.

@@ -1,17 +1,20 @@
-# Baselines that need no fit: identity, and the exact spatial op on the feature grid.
+# The mapping cells, one job each: the baselines that need no fit (identity, and the exact spatial
+# op on the feature grid), the closed-form maps (ridge, Procrustes, and their relative-error
+# fits, from Gram matrices of the train split) and the trained mappings (FeatMap recipe, rules/
+# featmap.smk). With featmap.jobs: batched, only `spatial` keeps a job per cell: identity and the closed
+# forms of a backbone, layer and manipulation are fitted by one job (fit_closed_forms), its
+# trained mappings by another (train_mappings).
 rule evaluate_baseline:
     input:
-        original=study.features("{backbone}", "original"),
-        manipulated=study.features("{backbone}", "{manipulation}"),
-        images=study.images("{manipulation}"),
+        **CELL_STORES,
     output:
-        metrics=f"{MAPPING_CELL}/metrics.json",
+        **study.cell_files(MAPPING_CELL, "baseline"),
     log:
         study.log(MAPPING_CELL),
     benchmark:
         study.benchmark(MAPPING_CELL)
     wildcard_constraints:
-        mapping=one_of(BASELINES),
+        mapping=one_of(study.single("baseline")),
     conda:
         ENV
     threads: 1
@@ -19,28 +22,24 @@ rule evaluate_baseline:
         mem_mb=2000,
         runtime=10,
     params:
-        spec=spec_of,
-        code=study.code("evaluate_baseline"),
+        fit=fit_of,
+        training={},
+        code=study.code("fit_mapping"),
     script:
-        "../workflow_scripts/evaluate_baseline.py"
+        "../workflow_scripts/fit_mapping.py"
 
 
-# Closed-form maps (ridge, Procrustes, and their relative-error fits) from Gram matrices of the
-# train split.
 rule fit_closed_form:
     input:
-        original=study.features("{backbone}", "original"),
-        manipulated=study.features("{backbone}", "{manipulation}"),
-        images=study.images("{manipulation}"),
+        **CELL_STORES,
     output:
-        model=f"{MAPPING_CELL}/map.safetensors",
-        metrics=f"{MAPPING_CELL}/metrics.json",
+        **study.cell_files(MAPPING_CELL, "closed_form"),
     log:
         study.log(MAPPING_CELL),
     benchmark:
         study.benchmark(MAPPING_CELL)
     wildcard_constraints:
-        mapping=one_of(CLOSED_FORM),
+        mapping=one_of(study.single("closed_form")),
     conda:
         ENV
     threads: 1
@@ -48,8 +47,33 @@ rule fit_closed_form:
         mem_mb=4000,
         runtime=30,
     params:
-        settings=mapping_settings_of,
-        spatial_op=spatial_first_of,
-        code=study.code("fit_closed_form"),
+        fit=fit_of,
+        training={},
+        code=study.code("fit_mapping"),
     script:
-        "../workflow_scripts/fit_closed_form.py"
+        "../workflow_scripts/fit_mapping.py"
+
+
+if study.batched("closed_forms"):
+
+    rule fit_closed_forms:
+        input:
+            **CELL_STORES,
+        output:
+            **study.group_files(MAPPING_GROUP, "closed_forms"),
+        log:
+            study.log(f"{MAPPING_GROUP}/closed_forms"),
+        benchmark:
+            study.benchmark(f"{MAPPING_GROUP}/closed_forms")
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            fits=closed_form_fits_of,
+            training={},
+            code=study.code("fit_mappings"),
+        script:
+            "../workflow_scripts/fit_mappings.py"

@@ -8,6 +8,7 @@ import yaml
 from snakemake.utils import validate
 
 from featlab import study as study_module
+from featlab.mapping.cells import FILES, GROUPS
 from featlab.study import Study, gpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +71,42 @@ def test_cells_follow_the_config(tiny):
     affine = {entry["mapping"] for entry in tiny.layer_plan("cnn", "layer3", affine_only=True)}
     assert affine == {"ridge", "ridge_relative", "procrustes", "linear"}
     assert tiny.map_file("cnn", "layer3", "rot90", "identity") is None
+
+
+def test_every_mapping_cell_has_exactly_one_job_in_either_layout(tiny):
+    """featmap.jobs: each configured mapping is fitted by a per-cell rule or by one batched
+    group, never both and never neither; a batched job's outputs are its cells' own files."""
+    per_cell = _plan(lambda c: c["featmap"].update(jobs="per_cell"))
+    for plan in (tiny, per_cell):
+        singles = [m for kind in FILES for m in plan.single(kind)]
+        grouped = [m for group in GROUPS for m in plan.batched(group)]
+        assert sorted(singles + grouped) == sorted(plan.config["mappings"])
+    assert [m for group in GROUPS for m in per_cell.batched(group)] == []
+    assert tiny.single("baseline") == ["spatial"]  # geometric manipulations only
+    assert tiny.batched("trained") == [
+        "additive",
+        "cnn",
+        "linear",
+        "local_linear",
+        "mlp",
+        "transformer",
+    ]
+    folder = tiny.mapping("cnn", "layer3", "rot90")
+    outputs = tiny.group_files(folder, "closed_forms")
+    assert outputs["ridge_model"] == f"{folder}/ridge/map.safetensors"
+    assert outputs["identity_metrics"] == f"{folder}/identity/metrics.json"
+    assert "identity_model" not in outputs
+    assert {path for path in outputs.values() if path.endswith("metrics.json")} == {
+        f"{folder}/{m}/metrics.json" for m in tiny.batched("closed_forms")
+    }
+
+
+def test_a_cell_fit_carries_its_settings_and_spatial_op(tiny):
+    assert tiny.fit("rot90", "spatial") == dict(mapping="spatial", settings={}, spatial_op="rot90")
+    procrustes = tiny.fit("rot90", "procrustes")
+    assert procrustes["spatial_op"] == "rot90"  # spatial_first: true in the tiny config
+    assert tiny.fit("noise", "procrustes")["spatial_op"] is None  # not geometric
+    assert tiny.fit("rot90", "ridge")["settings"]["gamma"] == 1.0
 
 
 def test_the_optimiser_inverts_its_own_subset_beside_featinv(tiny):

@@ -206,6 +206,48 @@ def test_changing_one_manipulation_reruns_exactly_its_descendants(study):
         shutil.copy2(TINY, workdir / "config.yaml")
 
 
+def test_one_mapping_setting_reruns_its_group_of_mappings_only(study):
+    """featmap.jobs: batched: ridge's gamma reruns the closed-form groups (every cell's identity
+    and closed forms) and what reads them, not the trained mappings or the spatial baseline."""
+    workdir = study["dir"]
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["mappings"]["ridge"]["gamma"] = 2.0
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        roots = [job for job in study["plan"] if job["rule"] == "fit_closed_forms"]
+        assert roots
+        rerun = planned_jobs(workdir)
+        assert _outputs(rerun) == descendants(study["plan"], roots)
+        assert not {job["rule"] for job in rerun} & {"train_mappings", "evaluate_baseline"}
+    finally:
+        shutil.copy2(TINY, workdir / "config.yaml")
+
+
+def test_both_mapping_layouts_plan_the_same_files(tmp_path):
+    """featmap.jobs per_cell and batched make the same outputs, one cell per job or grouped."""
+    copy_workflow(tmp_path)
+    config = yaml.safe_load(TINY.read_text())
+    plans = {}
+    for layout in ("per_cell", "batched"):
+        config["featmap"]["jobs"] = layout
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        plans[layout] = planned_jobs(tmp_path)
+    assert _outputs(plans["per_cell"]) == _outputs(plans["batched"])
+    fits = {"evaluate_baseline", "fit_closed_form", "train_mapping"}
+    folders = {
+        layout: [
+            {path.rsplit("/", 1)[0] for path in job["output"]}
+            for job in jobs
+            if job["rule"] in fits | {"fit_closed_forms", "train_mappings"}
+        ]
+        for layout, jobs in plans.items()
+    }
+    assert all(len(cells) == 1 for cells in folders["per_cell"])  # one cell per job
+    assert {job["rule"] for job in plans["batched"]} & fits == {"evaluate_baseline"}  # spatial
+    assert max(map(len, folders["batched"])) > 1
+    assert len(folders["batched"]) < len(folders["per_cell"])
+
+
 @pytest.mark.parametrize("module", ["io.py", "mapping/semantic.py", "workers.py"])
 def test_a_comment_in_a_module_reruns_the_jobs_whose_scripts_import_it(study, module):
     """Code hashes follow the import graph: the jobs whose scripts reach the module, transitively
@@ -253,7 +295,13 @@ def test_editing_the_sampler_reruns_the_inversions_but_not_training_features_or_
         rules = {job["rule"] for job in planned_jobs(workdir)}
         assert {"invert_references", "invert_featinv", "aggregate"} <= rules
         # training draws no samples: the sampler's code is not its code (featlab.codehash)
-        assert not rules & {"train_featinv", "extract", "fit_closed_form", "train_mapping", "lens"}
+        assert not rules & {
+            "train_featinv",
+            "extract",
+            "fit_closed_forms",
+            "train_mappings",
+            "lens",
+        }
     finally:
         module.write_text(source)
 
@@ -311,7 +359,7 @@ def test_presets_validate_and_plan_without_their_data(tmp_path, preset, shards):
     imagesets = 1 + len(config["manipulations"])
     assert int(jobs["extract"]) == shards * imagesets * len(config["backbones"])
     assert int(jobs["gather_features"]) == imagesets * len(config["backbones"])
-    assert {"prepare_images", "train_mapping", "train_featinv", "invert_featinv"} <= set(jobs)
+    assert {"prepare_images", "train_mappings", "train_featinv", "invert_featinv"} <= set(jobs)
     assert "render_shapes" not in jobs
     edited = [name for name, spec in config["manipulations"].items() if spec["kind"] == "semantic"]
     per_shard = config.get("editing", {}).get("images_per_shard", 200)

@@ -619,7 +619,7 @@ def test_every_optional_stage_has_an_off_switch(tmp_path):
         "lens_strips",
         "plot_lens",
     }
-    assert {"fit_closed_form", "semantic_consistency"} <= planned
+    assert {"fit_closed_forms", "semantic_consistency"} <= planned
 
     def left_out(config):
         for section in ("featinv", "lens", "filters"):

@@ -24,7 +24,7 @@ pytestmark = [
 # The stages to kill, each at the first start of one of its rules, in whatever order they come.
 KILL_AT = {
     "extraction": "extract",
-    "a fit": "train_mapping",
+    "a fit": "train_mappings",
     "FeatInv training": "train_featinv",
     "aggregation": "aggregate",
 }

@@ -28,6 +28,7 @@ from featlab.data.sources import REQUIRED_SPLITS, survey
 from featlab.featinv.evaluate import OPTIMISED
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import EDITED_KINDS
+from featlab.mapping.cells import FILES, GROUPS, kind_of
 from featlab.mapping.fit import BASELINES
 from featlab.mapping.models import AFFINE, TRAINED
 from featlab.study.checks import check_study
@@ -209,6 +210,43 @@ class Study(StudyPaths):
             return None
         return f"{self.mapping(backbone, layer, manipulation, mapping)}/map.safetensors"
 
+    # Mapping jobs: one per cell, or with featmap.jobs one per group of a cell's mappings.
+    def batched(self, group: str) -> list[str]:
+        """The configured mappings of one of `cells.GROUPS` that a single job fits for each
+        (backbone, layer, manipulation) under featmap.jobs; none without it. `spatial` keeps a
+        job per cell, as it applies to the geometric manipulations only."""
+        if self.config["featmap"]["jobs"] != "batched":
+            return []
+        kinds = GROUPS[group]
+        return [m for m in self.config["mappings"] if m != "spatial" and kind_of(m) in kinds]
+
+    def single(self, kind: str) -> list[str]:
+        """The configured mappings of a kind (`cells.FILES`) fitted one cell per job."""
+        batched = {m for group in GROUPS for m in self.batched(group)}
+        return [m for m in self.config["mappings"] if kind_of(m) == kind and m not in batched]
+
+    def fit(self, manipulation: str, mapping: str) -> dict:
+        """A cell's `cells.Fit`: the mapping's settings and the spatial op it applies first
+        (the `spatial` baseline: the manipulation's own)."""
+        if mapping == "spatial":
+            return dict(mapping=mapping, settings={}, spatial_op=self.spatial_op(manipulation))
+        spatial_op = self.spatial_first_of(manipulation, mapping)
+        return dict(mapping=mapping, settings=self.mapping_settings(mapping), spatial_op=spatial_op)
+
+    @staticmethod
+    def cell_files(folder: str, kind: str) -> dict[str, str]:
+        """The outputs of one cell's job: `cells.FILES` of its kind in `folder`."""
+        return {name: f"{folder}/{file}" for name, file in FILES[kind].items()}
+
+    def group_files(self, folder: str, group: str) -> dict[str, str]:
+        """The outputs of a batched job: every cell's files, named `{mapping}_{name}`, in
+        `folder`/{mapping}/ (`folder`: the cell's (backbone, layer, manipulation) folder)."""
+        return {
+            f"{mapping}_{name}": path
+            for mapping in self.batched(group)
+            for name, path in self.cell_files(f"{folder}/{mapping}", kind_of(mapping)).items()
+        }
+
     def layer_plan(self, backbone: str, layer: str, affine_only: bool = False) -> list[dict]:
         """One entry per (manipulation, mapping) of a backbone's layer, with the files it needs:
         every mapping for semantic consistency, the affine ones for the structure analysis."""
@@ -318,6 +356,16 @@ class Study(StudyPaths):
         return (backbone, layer) not in self.featinv_layers()
 
     # 3. What the target rules collect.
+    def mapping_metrics(self, manipulations: list[str] | None = None) -> list[str]:
+        """The metrics file of every mapping cell (of these manipulations, or of all)."""
+        return [
+            f"{self.mapping(b, layer, manipulation, mapping)}/metrics.json"
+            for b in self.backbones
+            for layer in self.layers(b)
+            for manipulation in manipulations or self.manipulations
+            for mapping in self.mappings_for(manipulation, layer)
+        ]
+
     def metrics_files(self) -> list[str]:
         """Every metrics file the table joins: extraction, FeatMap, filters, lens, inversions."""
         extraction = [
@@ -325,13 +373,7 @@ class Study(StudyPaths):
             for b in self.backbones
             for imageset in self.imagesets
         ]
-        cells = [
-            f"{self.mapping(b, layer, manipulation, mapping)}/metrics.json"
-            for b in self.backbones
-            for layer in self.layers(b)
-            for manipulation in self.manipulations
-            for mapping in self.mappings_for(manipulation, layer)
-        ]
+        cells = self.mapping_metrics()
         layer_files = [
             self.mapping(b, layer, f"{kind}.json")
             for b in self.backbones
