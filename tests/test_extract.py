@@ -1,6 +1,7 @@
 """Feature extraction: store layout, values, provenance, and nothing left behind on failure."""
 
 import itertools
+import math
 import subprocess
 import sys
 import warnings
@@ -155,6 +156,26 @@ def test_sharded_extraction_equals_unsharded(tmp_path, images, spec):
         np.testing.assert_array_equal(
             sharded.prefix_tokens("blocks.1", order), whole.prefix_tokens("blocks.1")[order]
         )
+
+
+def test_a_held_layer_reads_as_from_disk_within_its_budget(tmp_path, images):
+    """FeatureStore.hold: a layer read into memory gives the same values, in any order and in
+    any dtype, and one larger than the budget stays on disk."""
+    store = _extract_shards(RESNET, images, tmp_path, [0, 6, len(images)])
+    layer, other = RESNET.layers[:2]
+    on_disk = {name: store.read(name) for name in (layer, other)}
+    order = np.array([12, 0, 7, 5, 6, 11])
+    def size(name):
+        return math.prod(store.layer(name).shape) * store.layer(name).dtype.itemsize
+
+    assert store.hold(layer, max_bytes=size(layer))
+    assert not store.hold(other, max_bytes=size(other) - 1)
+    assert isinstance(store.layer(layer), np.ndarray)
+    assert not isinstance(store.layer(other), np.ndarray)
+    for name in (layer, other):
+        np.testing.assert_array_equal(store.read(name), on_disk[name])
+        np.testing.assert_array_equal(store.read(name, order), on_disk[name][order])
+    assert store.read(layer, order, dtype=np.float16).dtype == np.float16
 
 
 def test_gathering_refuses_a_missing_or_foreign_shard(tmp_path, images):

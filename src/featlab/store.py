@@ -13,6 +13,7 @@ set's path as a small manifest of its shards; `FeatureStore` reads a manifest ex
 a single store, so the stages after extraction never see the shards.
 """
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -265,13 +266,13 @@ class FeatureStore:
             self.arrays = sorted(_array_names(self._shards[0]))
         else:
             self.arrays = sorted(_array_names(self.group))
-        self._arrays: dict[str, zarr.Array | ShardedArray] = {}
+        self._arrays: dict[str, zarr.Array | ShardedArray | np.ndarray] = {}
         self.logits = self.array("logits")
 
     def __len__(self) -> int:
         return self.logits.shape[0]
 
-    def array(self, name: str) -> zarr.Array | ShardedArray:
+    def array(self, name: str) -> zarr.Array | ShardedArray | np.ndarray:
         """Any array of the store by name, read across its shards; opened once (each opening reads
         the array's metadata from disk)."""
         if name not in self._arrays:
@@ -281,7 +282,20 @@ class FeatureStore:
                 self._arrays[name] = ShardedArray([shard[name] for shard in self._shards])
         return self._arrays[name]
 
-    def layer(self, name: str) -> zarr.Array | ShardedArray:
+    def hold(self, name: str, max_bytes: float) -> bool:
+        """Read an array into memory once, as stored, where it takes at most `max_bytes`: later
+        reads index memory instead of Zarr (a job that fits several mappings of one layer reads
+        the disk once). Returns whether it did."""
+        array = self.array(name)
+        if (
+            isinstance(array, np.ndarray)
+            or math.prod(array.shape) * array.dtype.itemsize > max_bytes
+        ):
+            return isinstance(array, np.ndarray)
+        self._arrays[name] = array[:]
+        return True
+
+    def layer(self, name: str) -> zarr.Array | ShardedArray | np.ndarray:
         if name not in self.layers:
             raise KeyError(f"{self.path} has no layer {name!r}; it holds {self.layers}")
         return self.array(name)
@@ -301,7 +315,11 @@ class FeatureStore:
 
 
 def _select(array, indices: np.ndarray | None) -> np.ndarray:
-    return array[:] if indices is None else array.get_orthogonal_selection((indices,))
+    if indices is None:
+        return array[:]
+    if isinstance(array, np.ndarray):  # held in memory (FeatureStore.hold)
+        return array[indices]
+    return array.get_orthogonal_selection((indices,))
 
 
 def _array_names(group: zarr.Group, prefix: str = "") -> list[str]:

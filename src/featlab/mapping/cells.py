@@ -8,7 +8,9 @@ starts, imports and opens the stores once, and each cell still gets its own file
 """
 
 import dataclasses
+import functools
 
+from featlab.data.images import ImageStore
 from featlab.io import write_json
 from featlab.mapping.fit import (
     BASELINES,
@@ -20,8 +22,9 @@ from featlab.mapping.fit import (
     save_affine,
 )
 from featlab.mapping.models import TRAINED
-from featlab.mapping.pairs import open_pair
+from featlab.mapping.pairs import FeaturePair, pair_of
 from featlab.mapping.train import TrainSettings, train_mapping
+from featlab.store import FeatureStore
 
 # The files of a cell's folder, by the kind of its mapping: output name -> file name.
 FILES = {
@@ -36,8 +39,8 @@ FILES = {
 }
 
 
-# The mappings that one job fits together under featmap.jobs: batched, by the kinds of FILES they hold:
-# what needs no training, and the trained ones (which may want a GPU).
+# The mappings that one job fits together under `featmap.jobs: batched`, by the kinds of FILES
+# they hold: what needs no training, and the trained ones (which may want a GPU).
 GROUPS = {"closed_forms": ("baseline", "closed_form"), "trained": ("trained",)}
 
 
@@ -55,14 +58,33 @@ def kind_of(mapping: str) -> str:
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class CellStores:
-    """The stores every mapping of one (backbone, layer, manipulation) reads."""
+    """The stores every mapping of one (backbone, layer, manipulation) reads, opened once.
+
+    The layer's original and manipulated features are held in memory (as stored) where each
+    takes at most `hold_gb`: a trained mapping reads its pairs several times (statistics, train
+    and val, each split's scores), and a job of several mappings reads them for each.
+    """
 
     original: str  # features of the original images (Zarr)
     manipulated: str  # features of the manipulated images (Zarr)
     images: str  # the manipulated image store: splits and masks
     layer: str
+    hold_gb: float = 1.0
+
+    @functools.cached_property
+    def opened(self) -> tuple[FeatureStore, FeatureStore, ImageStore]:
+        """The original and manipulated feature stores and the image store."""
+        features = FeatureStore(self.original), FeatureStore(self.manipulated)
+        for store in features:
+            if self.layer in store.layers:  # else pair_of says which store lacks it
+                store.hold(self.layer, self.hold_gb * 2**30)
+        return (*features, ImageStore(self.images))
+
+    def pair(self, spatial_op: str | None, val_fraction: float = 0.0, seed: int = 0) -> FeaturePair:
+        """The layer's FeaturePair with a spatial op first (or None) and a val split carved."""
+        return pair_of(*self.opened, self.layer, spatial_op, val_fraction, seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +118,7 @@ def fit_cell(
     row = dict(stage="mapping", backbone=cell["backbone"], layer=stores.layer)
     row.update(manipulation=cell["manipulation"], mapping=fit.mapping)
     if kind == "baseline":
-        pair = open_pair(stores.original, stores.manipulated, stores.images, stores.layer)
+        pair = stores.pair(None)
         apply = baseline(fit.mapping, fit.spatial_op)
         write_json(
             outputs["metrics"],
@@ -105,7 +127,7 @@ def fit_cell(
         return
     if kind == "closed_form":
         settings = ClosedFormSettings(**fit.settings)
-        pair = open_pair(*dataclasses.astuple(stores), fit.spatial_op)
+        pair = stores.pair(fit.spatial_op)
         affine = fit_closed_form(pair, fit.mapping, settings)
         config = {
             "mapping": fit.mapping,
@@ -117,12 +139,7 @@ def fit_cell(
         apply = affine.apply_maps
     else:
         settings = TrainSettings(**training, threads=threads)
-        pair = open_pair(
-            *dataclasses.astuple(stores),
-            fit.spatial_op,
-            val_fraction=settings.val_fraction,
-            seed=settings.seed,
-        )
+        pair = stores.pair(fit.spatial_op, settings.val_fraction, settings.seed)
         trained = train_mapping(pair, fit.mapping, fit.settings, settings)
         trained.save(outputs["model"])
         write_json(outputs["history"], trained.history)

@@ -126,32 +126,47 @@ def open_pair(
     val_fraction: float = 0.0,
     seed: int = 0,
 ) -> FeaturePair:
-    """Open a layer's feature pair, checking that its stores come from one backbone and image
-    set, and view it through the store's splits (a val split carved from train with
+    """Open a layer's feature pair from the stores' paths (see `pair_of`)."""
+    stores = FeatureStore(original), FeatureStore(manipulated), ImageStore(images)
+    return pair_of(*stores, layer, spatial_op, val_fraction, seed)
+
+
+def pair_of(
+    original: FeatureStore,
+    manipulated: FeatureStore,
+    images: ImageStore,
+    layer: str,
+    spatial_op: str | None = None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+) -> FeaturePair:
+    """A layer's feature pair of open stores, checking that they come from one backbone and
+    image set, viewed through the store's splits (a val split carved from train with
     `val_fraction` > 0, see `carve_splits`)."""
-    stores = FeatureStore(original), FeatureStore(manipulated)
-    image_store = ImageStore(images)
+    stores = original, manipulated
     rerun = "rerun the extraction of both image sets with the same backbone config"
     for key in BACKBONE_ATTRS:
         a, b = (store.attrs.get(key) for store in stores)
         if a != b:
             raise ValueError(
-                f"{original} and {manipulated} come from different backbones ({key} {a} "
-                f"and {b}); {rerun}"
+                f"{original.path} and {manipulated.path} come from different backbones ({key} "
+                f"{a} and {b}); {rerun}"
             )
     for store in stores:
         if layer not in store.layers:
             raise ValueError(f"{store.path} has no layer {layer!r} (it holds {store.layers})")
     a, b = (store.layer(layer).shape for store in stores)
     if a != b:
-        raise ValueError(f"{layer}: {original} holds {a} but {manipulated} holds {b}; {rerun}")
-    if len(image_store) != a[0]:
         raise ValueError(
-            f"{images} holds {len(image_store)} images but {original} the features of "
+            f"{layer}: {original.path} holds {a} but {manipulated.path} holds {b}; {rerun}"
+        )
+    if len(images) != a[0]:
+        raise ValueError(
+            f"{images.path} holds {len(images)} images but {original.path} the features of "
             f"{a[0]}; rerun the extraction of this image set"
         )
-    splits = carve_splits(image_store, val_fraction, seed)
-    return FeaturePair(*stores, image_store, layer, splits, spatial_op)
+    splits = carve_splits(images, val_fraction, seed)
+    return FeaturePair(*stores, images, layer, splits, spatial_op)
 
 
 def channel_statistics(
