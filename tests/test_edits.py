@@ -94,7 +94,7 @@ def test_matched_noise_has_the_norm_of_the_scaled_edit_and_is_seeded():
 
 
 @pytest.mark.parametrize(
-    "change, key",
+    ("change", "key"),
     [
         (dict(alphas=()), "edits.alphas"),
         (dict(ranks=(0,)), "edits.ranks"),
