@@ -9,6 +9,7 @@ rule aggregate:
         filter_metrics(),
         lens_metrics(),
         inversion_metrics(),
+        edit_metrics(),
     output:
         report(
             f"{RESULTS}/tables/metrics.csv",
@@ -104,6 +105,7 @@ rule figures:
         filter_figures(),
         lens_figures(),
         inversion_figures(),
+        edit_figures(),
 
 
 # What produced the study: resolved config, featlab version and commit, package versions.

@@ -467,7 +467,12 @@ def featinv_model():
 def featinv_layers():
     """(backbone, layer) pairs that get a FeatInv model: the configured ones, each backbone's
     deepest for null, none for {} (the default: a study without a featinv section has none)."""
-    chosen = FEATINV["layers"]
+    return chosen_layers(FEATINV["layers"], "featinv.layers")
+
+
+def chosen_layers(chosen, key):
+    """(backbone, layer) pairs of a {backbone: [layer, ...]} choice at config key `key`; each
+    backbone's deepest layer for null."""
     if chosen is None:
         chosen = {b: config["backbones"][b]["layers"][-1:] for b in BACKBONES}
     for backbone, layers in chosen.items():
@@ -475,7 +480,7 @@ def featinv_layers():
         unknown = [layer for layer in layers if layer not in stored]
         if backbone not in config["backbones"] or unknown:
             raise ValueError(
-                f"featinv.layers: {backbone} {unknown or ''} is not a stored backbone layer; "
+                f"{key}: {backbone} {unknown or ''} is not a stored backbone layer; "
                 f"choose among backbones.{backbone}.layers"
             )
     return [(backbone, layer) for backbone, layers in chosen.items() for layer in layers]

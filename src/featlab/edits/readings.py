@@ -302,7 +302,7 @@ def edit_cell(
     labels_match: bool,
     base: dict,
     inverter: EditInverter | None = None,
-) -> tuple[list[dict], dict[str, np.ndarray]]:
+) -> tuple[list[dict], dict[str, np.ndarray], np.ndarray]:
     """The rows and images of one (backbone, layer, manipulation) cell.
 
     Args:
@@ -316,8 +316,9 @@ def edit_cell(
         inverter: The layer's FeatInv model, or None where it has none.
 
     Returns:
-        The metric rows, and images by name: `original`, `manipulated`, and where inverted
-        `reconstructed_manipulated` and `{mapping}/{map}` for each reconstructed map.
+        The metric rows; images by name: `original`, `manipulated`, and where inverted
+        `reconstructed_manipulated` and `{mapping}/{map}` for each reconstructed map; and the
+        store indices of the test images.
     """
     # 1. Inputs, and the image size that produced the features
     if settings.threads:
@@ -346,7 +347,7 @@ def edit_cell(
             found, made = inverter.invert(chosen, inputs, labels_match, cell)
             rows += found
             images.update({f"{mapping}/{name}": image for name, image in made.items()})
-    return rows, images
+    return rows, images, inputs.indices
 
 
 def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], indices: np.ndarray):

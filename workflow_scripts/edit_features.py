@@ -1,0 +1,26 @@
+"""Magnify, truncate and perturb one cell's learned edits; read them with the backbone, invert
+them with FeatInv where the layer has a model."""
+
+import sys
+
+from featlab.backbones import BackboneSpec, build_backbone
+from featlab.edits.readings import EditSettings, edit_cell, open_inverter, save_images
+from featlab.featinv.sample import SampleSettings
+from featlab.io import write_json
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
+
+w, inputs, params = snakemake.wildcards, snakemake.input, snakemake.params
+settings = EditSettings(**params.edits, threads=snakemake.threads)
+model = build_backbone(BackboneSpec(**params.backbone), inputs.weights or None)
+inverter = None
+if inputs.featinv:
+    sampling = SampleSettings(**params.sample, threads=snakemake.threads)
+    inverter = open_inverter(inputs.featinv, model, w.layer, inputs.original, sampling)
+maps = dict(zip(params.mappings, inputs.maps, strict=True))
+base = dict(backbone=w.backbone, layer=w.layer, manipulation=w.manipulation)
+rows, images, indices = edit_cell(
+    model, w.layer, inputs, maps, settings, params.labels_match, base, inverter
+)
+write_json(snakemake.output.metrics, rows)
+save_images(snakemake.output.images, images, indices)
