@@ -1,6 +1,13 @@
 # Learned feature-space edits (beyond the papers): a mapping's edit magnified and truncated, read
 # by the backbone and, where the layer has a FeatInv model, inverted (featlab.edits).
+from featlab.edits.settings import EditSettings
+
 EDITS = config["edits"]
+
+
+def edit_settings():
+    """How edits are made and read: the edits section without the choice of cells."""
+    return {k: v for k, v in EDITS.items() if k not in ("manipulations", "layers", "mappings")}
 
 
 def edit_cells():
@@ -11,6 +18,7 @@ def edit_cells():
         raise ValueError(f"edits.manipulations: {unknown} are not manipulations of the study")
     if not EDITS["manipulations"]:
         return {}
+    EditSettings(**edit_settings())  # names the key of a bad value
     cells = {}
     for backbone, layer in chosen_layers(EDITS["layers"], "edits.layers"):
         for manipulation in EDITS["manipulations"]:
@@ -43,11 +51,6 @@ def edit_featinv(wildcards):
     if (wildcards.backbone, wildcards.layer) not in featinv_layers():
         return []
     return f"{RESULTS}/featinv/{wildcards.backbone}/{wildcards.layer}/model"
-
-
-def edit_settings():
-    """How edits are made and read: the edits section without the choice of cells."""
-    return {k: v for k, v in EDITS.items() if k not in ("manipulations", "layers", "mappings")}
 
 
 def edit_metrics():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from featlab.edits.operators import EditDirections, edit_of, extrapolate, matched_noise
-from featlab.edits.readings import CellInputs, EditSettings, edited_maps
+from featlab.edits.readings import CellInputs, edited_maps
+from featlab.edits.settings import EditSettings
 from featlab.mapping.closed_form import GramAccumulator, feature_rows, solve_ridge
 
 CHANNELS, GRID = 6, 4

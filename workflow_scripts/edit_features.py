@@ -4,7 +4,8 @@ them with FeatInv where the layer has a model."""
 import sys
 
 from featlab.backbones import BackboneSpec, build_backbone
-from featlab.edits.readings import EditSettings, edit_cell, open_inverter, save_images
+from featlab.edits.readings import edit_cell, open_inverter, save_images
+from featlab.edits.settings import EditSettings
 from featlab.featinv.sample import SampleSettings
 from featlab.io import write_json
 
