@@ -59,7 +59,7 @@ def plot_edit_strip(
     lines = [(i, m) for i in range(n) for m in [*mappings, "control"]]
     columns = [*REFERENCE_COLUMNS, *((a, f"α = {_alpha(a):g}") for a in alphas)]
     columns += [(k, f"rank {k.split('_k')[1]}") for k in ranks]
-    side = 0.5 * settings.panel_size
+    side = 0.35 * settings.panel_size  # 100 px at the default dpi: 18 rows fit a page
     fig, axes = plt.subplots(
         len(lines),
         len(columns),
@@ -115,7 +115,7 @@ def plot_edit_probability(
         squeeze=False,
         layout="constrained",
     )
-    colours = colour_map(rows.loc[rows.mapping != "", "mapping"])
+    colours = colour_map(rows.mapping.dropna())  # the images themselves have none
     for ax, cell in zip(axes.flat, cells, strict=False):
         _probability_panel(ax, rows, cell, colours)
     for ax in axes.flat[len(cells) :]:
@@ -151,7 +151,7 @@ def _probability_panel(ax: plt.Axes, rows: pd.DataFrame, cell: tuple, colours: d
             if points:
                 ax.plot(*zip(*points, strict=True), style, color=colour, marker=".")
     for name, style in (("manipulated", "-."), ("original", (0, (1, 3)))):
-        level = here[(here.mapping == "") & (here.comparison == name)].value
+        level = here[here.mapping.isna() & (here.comparison == name)].value
         if len(level):
             ax.axhline(float(level.iloc[0]), color="black", linestyle=style, linewidth=0.8)
     ax.set_title(f"{backbone} · {layer}: {manipulation}", fontsize=LABEL_SIZE)
