@@ -17,6 +17,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.getenv("
 from featlab.backbones import BackboneSpec, check_backbone, labels_match_head
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
 from featlab.data.sources import REQUIRED_SPLITS, survey
+from featlab.edits.settings import EditSettings
 from featlab.featinv.settings import check_patch_size, resolve_guidance
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import check_spec
@@ -547,3 +548,72 @@ def inversion_map(wildcards):
     """The fitted map an inversion applies; none for the identity and spatial baselines."""
     w = wildcards
     return map_file(w.backbone, w.layer, w.manipulation, w.mapping) or []
+
+
+# Edits: which (backbone, layer, manipulation) cells magnify their mappings' edits, and files.
+EDITS = config["edits"]
+
+
+def edit_settings():
+    """How edits are made and read: the edits section without the choice of cells."""
+    return {k: v for k, v in EDITS.items() if k not in ("manipulations", "layers", "mappings")}
+
+
+def edit_cells():
+    """Every (backbone, layer, manipulation) whose edits are studied, with the mappings (of
+    edits.mappings) fitted there; none without edits.manipulations (the default)."""
+    unknown = sorted(set(EDITS["manipulations"]) - set(MANIPULATIONS))
+    if unknown:
+        raise ValueError(f"edits.manipulations: {unknown} are not manipulations of the study")
+    if not EDITS["manipulations"]:
+        return {}
+    EditSettings(**edit_settings())  # names the key of a bad value
+    cells = {}
+    for backbone, layer in chosen_layers(EDITS["layers"], "edits.layers"):
+        for manipulation in EDITS["manipulations"]:
+            fitted = mappings_for(manipulation, layer)
+            mappings = [m for m in EDITS["mappings"] if m in fitted]
+            if not mappings:
+                raise ValueError(
+                    f"edits.mappings: none of {EDITS['mappings']} is fitted on {backbone} "
+                    f"{layer} {manipulation}; add one to mappings (or featmap.trained_subset)"
+                )
+            cells[(backbone, layer, manipulation)] = mappings
+    return cells
+
+
+EDIT_CELLS = edit_cells()
+
+
+def edit_mappings(wildcards):
+    return EDIT_CELLS[(wildcards.backbone, wildcards.layer, wildcards.manipulation)]
+
+
+def edit_maps(wildcards):
+    """The map files of the cell's mappings, in edit_mappings' order."""
+    w = wildcards
+    return [map_file(w.backbone, w.layer, w.manipulation, m) for m in edit_mappings(w)]
+
+
+def edit_featinv(wildcards):
+    """The layer's FeatInv model, where it has one; its edits are then inverted too."""
+    if (wildcards.backbone, wildcards.layer) not in featinv_layers():
+        return []
+    return f"{RESULTS}/featinv/{wildcards.backbone}/{wildcards.layer}/model"
+
+
+def edit_metrics():
+    return [f"{RESULTS}/edits/{'/'.join(cell)}/metrics.json" for cell in EDIT_CELLS]
+
+
+def edit_figures():
+    """A strip per inverted cell, and the probability against alpha; none without cells."""
+    if not EDIT_CELLS:
+        return []
+    inverted = featinv_layers() if EDITS["invert_images"] else []
+    strips = [
+        f"{RESULTS}/figures/edits/{'/'.join(cell)}.png"
+        for cell in EDIT_CELLS
+        if cell[:2] in inverted
+    ]
+    return [*strips, f"{RESULTS}/figures/edit_probability.png"]
