@@ -127,7 +127,8 @@ def plot_edit_probability(
         plt.Line2D([], [], color="grey", linestyle=s, label=label)
         for s, label in (("-", "features"), (":", "FeatInv recon."), ("--", "noise control"))
     ]
-    handles.append(plt.Line2D([], [], color="black", linestyle="-.", label="manipulated image"))
+    for style, label in (("-.", "manipulated image"), ((0, (1, 3)), "original image")):
+        handles.append(plt.Line2D([], [], color="black", linestyle=style, label=label))
     fig.legend(handles=handles, loc="outside right upper", fontsize=LABEL_SIZE, frameon=False)
     save_figure(fig, path, settings)
 
