@@ -5,8 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
+from featlab.backbones import BackboneSpec, build_backbone
+from featlab.edits.lens import feature_lens, target_gradient
 from featlab.edits.operators import EditDirections, edit_of, extrapolate, matched_noise
 from featlab.edits.readings import CellInputs, edited_maps
 from featlab.edits.settings import EditSettings
@@ -122,3 +125,31 @@ def test_the_schema_describes_every_setting_with_the_dataclass_default():
             list(default) if isinstance(default, tuple) else default
         )
     assert {"manipulations", "layers", "mappings"} <= set(keys)
+
+
+def test_the_feature_lens_gradient_is_the_heads_at_the_last_layer():
+    """After a ResNet's last stage come average pooling and a linear head, so the gradient of
+    log p(t) at every position is (W[t] - sum_k p_k W[k]) / (H W)."""
+    spec = BackboneSpec(
+        model="resnet18",
+        layers=("layer4",),
+        model_args={"channels": [4, 8, 8, 8], "stem_width": 4},
+        num_classes=3,
+    )
+    model = build_backbone(spec)
+    torch.nn.init.normal_(model.get_classifier().weight)
+    maps = np.random.default_rng(0).normal(size=(2, 8, 2, 2)).astype(np.float32)
+    target = np.array([2, 0])
+    gradient = target_gradient(model, "layer4", maps, None, target, (64, 64))
+    weight = model.get_classifier().weight.detach().double().numpy()  # (3, 8)
+    logits = maps.mean(axis=(2, 3)) @ weight.T + model.get_classifier().bias.detach().numpy()
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    expected = (weight[target] - p @ weight) / 4  # (2, 8), the same at every position
+    np.testing.assert_allclose(
+        gradient, np.broadcast_to(expected[..., None, None], maps.shape), rtol=1e-4, atol=1e-7
+    )
+    frames = feature_lens(maps, gradient, np.array([1.0, 3.0]), (0.0, 2.0))
+    np.testing.assert_array_equal(frames["feature_lens_x0"], maps)
+    moved = np.sqrt(np.square(frames["feature_lens_x2"] - maps).sum(axis=(1, 2, 3)))
+    np.testing.assert_allclose(moved, [2.0, 6.0], rtol=1e-5)
