@@ -74,7 +74,7 @@ def test_every_artifact_figure_fits_a_page(study, tmp_path):
             edits[f"{mapping}/{name}"] = edits["original"]
         for name in ("extrapolated_x1.5", "extrapolated_x2", "extrapolated_x3", "truncated_k1"):
             edits[f"{mapping}/{name}"] = edits["original"]
-        for name in ("truncated_k4", "truncated_k16", "perturbed_x-1", "perturbed_x2"):
+        for name in ("truncated_k4", "truncated_k16", "perturbed_x-1", "feature_lens_x2"):
             edits[f"{mapping}/{name}"] = edits["original"]
     plots.plot_edit_strip(edits, tmp_path / "edits.png", settings, title)
     for name in ("strip", "filters", "featinv", "edits"):

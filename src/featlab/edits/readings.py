@@ -11,6 +11,9 @@ feature maps
   extrapolated_x{alpha}  x + alpha E(x) (x1 is the mapping itself, x0 the original)
   truncated_k{k}         x + P_k E(x): the edit cut to its k leading output directions
   perturbed_x{alpha}     x + noise of norm ||alpha E(x)|| per image (the control; alpha != 0)
+  feature_lens_x{alpha}  x moved along the gradient of the target class's log-probability with
+                         respect to x by ||alpha E(x)|| per image (alpha > 0): the feature-space
+                         lens at the size of the magnified edit (`edits.lens`)
   original, manipulated  the images themselves (the store's logits; mapping empty)
   reconstructed_{map}    FeatInv's reconstruction of one of the maps above, read by the backbone
 
@@ -43,6 +46,7 @@ from torch import nn
 
 from featlab import metrics
 from featlab.data.images import ImageStore
+from featlab.edits.lens import feature_lens, target_gradient
 from featlab.edits.operators import EditDirections, edit_of, extrapolate, matched_noise
 from featlab.edits.settings import EditSettings
 from featlab.featinv.evaluate import BackboneProbe
@@ -100,11 +104,12 @@ def load_cell(stores: dict, layer: str, settings: EditSettings) -> CellInputs:
 @dataclasses.dataclass
 class EditedMaps:
     """The feature maps made from one mapping's edit, by comparison name, with their prefix
-    tokens (None: the original's), and the directions' energy shares."""
+    tokens (None: the original's), the directions' energy shares and ||E(x)|| per image."""
 
     maps: dict[str, np.ndarray]
     prefixes: dict[str, np.ndarray | None]
     energy: dict[int, float]
+    norms: np.ndarray  # (N,)
 
 
 def edited_maps(
@@ -144,7 +149,22 @@ def edited_maps(
             maps[f"perturbed_x{alpha:g}"] = extrapolate(inputs.original, noise, 1.0)
             prefixes[f"perturbed_x{alpha:g}"] = prefix
     energy = {k: float(directions.energy[:k].sum()) for k in ranks}
-    return EditedMaps(maps, prefixes, energy)
+    norms = np.sqrt(np.square(displacement).sum(axis=(1, 2, 3)))
+    return EditedMaps(maps, prefixes, energy, norms)
+
+
+def add_feature_lens(
+    edited: EditedMaps, inputs: CellInputs, gradient: np.ndarray, settings: EditSettings
+) -> None:
+    """Add the feature-space lens at each positive alpha, `feature_lens_x{alpha}`: the originals
+    moved along the gradient of the target class's log-probability by ||alpha E(x)|| per image,
+    the size of the magnified edit (the original's prefix tokens stay). None where a gradient is
+    zero: the layer's grid does not reach the output (a ViT's last block)."""
+    if not np.all(np.abs(gradient).sum(axis=(1, 2, 3)) > 0):
+        return
+    steps = tuple(alpha for alpha in settings.alphas if alpha > 0)
+    for name, maps in feature_lens(inputs.original, gradient, edited.norms, steps).items():
+        edited.maps[name], edited.prefixes[name] = maps, inputs.prefix
 
 
 def _row(metric: str, comparison: str, values: np.ndarray, base: dict) -> dict:
@@ -311,10 +331,14 @@ def edit_cell(
         )
         rows += found
         images["reconstructed_manipulated"] = made["manipulated"]
-    # 2. Per mapping: edit, read, invert
+    # 2. Per mapping: edit (and the feature-space lens at the edit's norm), read, invert
+    gradient = target_gradient(
+        model, layer, inputs.original, inputs.prefix, inputs.target, input_size
+    )
     for mapping, path in maps.items():
         function, _ = mapping_function(mapping, path, None)
         edited = edited_maps(inputs, function, token_function(mapping, path), settings)
+        add_feature_lens(edited, inputs, gradient, settings)
         cell = {**base, "mapping": mapping}
         rows += mapping_rows(model, layer, inputs, edited, input_size, settings, labels_match, cell)
         if inverter is not None and settings.invert_images:

@@ -26,7 +26,7 @@ REFERENCE_COLUMNS = (
 def _alpha(name: str) -> float | None:
     """alpha of an `extrapolated_x{alpha}` or `perturbed_x{alpha}` name, else None."""
     found = re.fullmatch(
-        r"(?:extrapolated|perturbed|reconstructed_extrapolated)_x(-?[\d.e+-]+)", name
+        r"(?:reconstructed_)?(?:extrapolated|perturbed|feature_lens)_x(-?[\d.e+-]+)", name
     )
     return float(found.group(1)) if found else None
 
@@ -46,7 +46,8 @@ def plot_edit_strip(
     images: dict[str, np.ndarray], path: str | os.PathLike, settings: PlotSettings, title: str
 ) -> None:
     """Reconstructions of one cell's edits: alpha across (then the rank-k truncations at alpha 1),
-    test images down; under each image's mappings, the norm-matched noise of each alpha.
+    test images down; under each image's mappings, the feature-space gradient lens and the noise,
+    each at the norm of the first mapping's edit at that alpha.
 
     Args:
         images: uint8 (N, R, R, 3) images by name, as `edits.readings.edit_cell` saves them.
@@ -56,10 +57,12 @@ def plot_edit_strip(
     """
     mappings, alphas, ranks = strip_columns(images)
     n = len(images["original"])
-    lines = [(i, m) for i in range(n) for m in [*mappings, "control"]]
+    lenses = [line for line in ("lens", "control") if any(_kind(line) in name for name in images)]
+    lines = [(i, m) for i in range(n) for m in [*mappings, *lenses]]
     columns = [*REFERENCE_COLUMNS, *((a, f"α = {_alpha(a):g}") for a in alphas)]
     columns += [(k, f"rank {k.split('_k')[1]}") for k in ranks]
-    side = 0.35 * settings.panel_size  # 100 px at the default dpi: 18 rows fit a page
+    # at most 100 px an image at the default dpi, and at most 16 inches of rows: a page
+    side = min(0.35 * settings.panel_size, 16 / len(lines))
     fig, axes = plt.subplots(
         len(lines),
         len(columns),
@@ -76,9 +79,8 @@ def plot_edit_strip(
             if row == 0:
                 ax.set_title(label, fontsize=TICK_SIZE)
             if column == 0:
-                ax.set_ylabel(
-                    f"{image}: {line}" if line != "control" else "noise", fontsize=TICK_SIZE
-                )
+                label = {"control": "noise", "lens": "grad. lens"}.get(line, f"{image}: {line}")
+                ax.set_ylabel(label, fontsize=TICK_SIZE)
             shown = _strip_image(images, image, line, name, mappings[0])
             if shown is not None:
                 ax.imshow(shown, interpolation="nearest")
@@ -91,11 +93,15 @@ def _strip_image(images: dict, index: int, line: str, name: str, first: str):
     if any(name == reference for reference, _ in REFERENCE_COLUMNS):
         first_line = line == first
         return images[name][index] if first_line and name in images else None
-    if line == "control":
-        noise = name.replace("extrapolated_x", "perturbed_x")
-        key = f"{first}/{noise}"
+    if line in ("control", "lens"):
+        key = f"{first}/{name.replace('extrapolated_x', _kind(line))}"
         return images[key][index] if name.startswith("extrapolated_x") and key in images else None
     return images[f"{line}/{name}"][index]
+
+
+def _kind(line: str) -> str:
+    """The name prefix of a strip's control or lens row."""
+    return {"control": "perturbed_x", "lens": "feature_lens_x"}[line]
 
 
 def plot_edit_probability(
@@ -103,7 +109,8 @@ def plot_edit_probability(
 ) -> None:
     """The target class's probability against alpha, a panel per (backbone, layer,
     manipulation): each mapping's extrapolated features (solid), their FeatInv reconstructions
-    (dotted) and the norm-matched noise (dashed); the original and manipulated images as levels."""
+    (dotted), the norm-matched noise (dashed) and the gradient lens (dash-dots); the original
+    and manipulated images as levels."""
     rows = table[(table.stage == "edits") & (table.metric == "target_probability")]
     cells = list(dict.fromkeys(zip(rows.backbone, rows.layer, rows.manipulation, strict=True)))
     columns = max(1, min(3, len(cells)))
@@ -125,7 +132,12 @@ def plot_edit_probability(
     handles = [plt.Line2D([], [], color=c, label=m) for m, c in colours.items()]
     handles += [
         plt.Line2D([], [], color="grey", linestyle=s, label=label)
-        for s, label in (("-", "features"), (":", "FeatInv recon."), ("--", "noise control"))
+        for s, label in (
+            ("-", "features"),
+            (":", "FeatInv recon."),
+            ("--", "noise control"),
+            ((0, (3, 1, 1, 1, 1, 1)), "gradient lens"),
+        )
     ]
     for style, label in (("-.", "manipulated image"), ((0, (1, 3)), "original image")):
         handles.append(plt.Line2D([], [], color="black", linestyle=style, label=label))
@@ -143,6 +155,7 @@ def _probability_panel(ax: plt.Axes, rows: pd.DataFrame, cell: tuple, colours: d
             ("extrapolated", "-"),
             ("reconstructed_extrapolated", ":"),
             ("perturbed", "--"),
+            ("feature_lens", (0, (3, 1, 1, 1, 1, 1))),
         ):
             points = sorted(
                 (_alpha(c), v)
