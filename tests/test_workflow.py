@@ -184,6 +184,9 @@ def test_edits_read_magnified_edits_and_agree_with_semantic_consistency_at_alpha
     assert wanted <= set(ridge[ridge.metric == "target_probability"].comparison)
     inverted = ridge[ridge.comparison.str.startswith("reconstructed_")]
     assert set(inverted.layer) == {"layer3"}
+    # the gradient lens where the grid reaches the output (not the tiny ViT's last block)
+    lens = ridge[ridge.comparison == "feature_lens_x2"]
+    assert set(lens.layer) == {"layer3"}
     assert (results / "figures" / "edits" / "cnn" / "layer3" / "swap_class.png").is_file()
     assert (results / "figures" / "edit_probability.png").stat().st_size > 0
 
