@@ -3,18 +3,20 @@ study, in one run.
 
 For each (backbone, layer, manipulation) of a study's config, or a seeded random sample of them
 (--sample), on the study's stored features: the trained linear map with the study's recipe
-(`featmap.training`, the workflow's `train_mapping`), and each closed-form fit (the workflow's
-`fit_closed_form`): ridge, ridge_relative (and its first pass alone), procrustes,
-procrustes_relative. All see the originals
-as they are (no spatial op first), so that every fit is an affine 1x1 map of the same inputs. Per
-cell it prints the test `cosine_median` of each (mean over test images of the per-image median
-over positions of the cosine) and the fit's wall time; at the end, per closed-form fit, the
+(`featmap.training`, the workflow's `train_mapping`; or the paper's preset, --recipe paper), and
+each closed-form fit (the workflow's `fit_closed_form`; --fits chooses): ridge, ridge_relative
+(and its first pass alone), procrustes, procrustes_relative. All see the originals as they are
+(no spatial op first), so that every fit is an affine 1x1 map of the same inputs. Per cell it
+prints the test `cosine_median` of each (mean over test images of the per-image median over
+positions of the cosine) and the fit's wall time; at the end, per closed-form fit, the
 distribution of its cosine gap to the trained map (fit - trained), its worst cell, and the speed
 ratio (trained seconds over fit seconds, summed over the cells). Run from the repository root
 after the study's features exist (e.g. `make demo`):
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_ridge_vs_sgd.py --config config.yaml
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_ridge_vs_sgd.py --sample 12 --seed 0
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_ridge_vs_sgd.py --sample 6 --recipe paper \
+        --fits ridge ridge_relative
 """
 
 import argparse
@@ -64,7 +66,7 @@ def test_cosine(view, apply) -> float:
     return float(np.mean(metrics.cosine_median(apply(x), y)))
 
 
-def bench_cell(root: str, cell: tuple[str, str, str], config: dict) -> dict:
+def bench_cell(root: str, cell: tuple[str, str, str], config: dict, fits: dict) -> dict:
     """Fit every closed form and the trained linear map of one cell; their cosines and times."""
     backbone, layer, manipulation = cell
     stores = (
@@ -76,7 +78,7 @@ def bench_cell(root: str, cell: tuple[str, str, str], config: dict) -> dict:
     row = {"backbone": backbone, "layer": layer, "manipulation": manipulation}
     view = open_pair(*stores)
     row["identity"] = test_cosine(view, lambda x: x)
-    for name, (method, overrides) in FITS.items():
+    for name, (method, overrides) in fits.items():
         study = config["mappings"].get(method, {})
         settings = ClosedFormSettings(
             **{k: v for k, v in study.items() if k != "spatial_first"}, **overrides
@@ -94,13 +96,13 @@ def bench_cell(root: str, cell: tuple[str, str, str], config: dict) -> dict:
     return row
 
 
-def summarise(rows: list[dict]) -> None:
+def summarise(rows: list[dict], fits: tuple[str, ...]) -> None:
     """Per closed-form fit: the gap to the trained map over cells, its worst cell, the speed."""
     print(f"\n{len(rows)} cells; gap = test cosine_median of the fit - of the trained linear map")
     header = ("fit", "worst", "p05", "median", "max", ">= -0.005", "< identity", "speed-up")
     print("{:<22}{:>8}{:>8}{:>8}{:>8}{:>11}{:>12}{:>10}".format(*header))
     trained_seconds = sum(row["linear_seconds"] for row in rows)
-    for method in CLOSED_FORM:
+    for method in fits:
         gaps = np.array([row[method] - row["linear"] for row in rows])
         below_identity = sum(row[method] < row["identity"] - 0.005 for row in rows)
         speed = trained_seconds / sum(row[f"{method}_seconds"] for row in rows)
@@ -124,34 +126,49 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the --sample draw")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", help="also write the per-cell rows to this JSON file")
+    parser.add_argument(
+        "--fits", nargs="+", choices=CLOSED_FORM, default=CLOSED_FORM, help="closed forms to fit"
+    )
+    parser.add_argument(
+        "--recipe",
+        choices=("study", "paper"),
+        default="study",
+        help="train the linear map with the study's featmap.training or the paper's preset "
+        "(TrainSettings' defaults: 100 epochs at 1e-4, batch 32 x 2, patience 8 and 6)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with open(args.config) as handle:
         config = yaml.safe_load(handle)
     config.setdefault("featmap", {}).setdefault("training", {})
     config.setdefault("mappings", {})
-    training = dataclasses.asdict(TrainSettings(**config["featmap"]["training"]))
+    recipe = config["featmap"]["training"] if args.recipe == "study" else {}
+    training = dataclasses.asdict(TrainSettings(**recipe))
     config["featmap"]["training"] = {**training, "threads": args.threads}
     root = f"results/{config['study']}"
     cells = cells_of(config, args.sample, args.seed)
-    print(f"study {config['study']}: {len(cells)} cells; torch threads {args.threads}")
+    fits = {name: FITS[name] for name in args.fits}
+    print(
+        f"study {config['study']}: {len(cells)} cells; torch threads {args.threads}; "
+        f"linear trained with the {args.recipe}'s recipe"
+    )
     print(
         f"{'cell':<34}{'identity':>9}"
-        + "".join(f"{m:>22}" for m in (*CLOSED_FORM, "linear"))
+        + "".join(f"{m:>22}" for m in (*fits, "linear"))
         + "   (test cosine, fit seconds)"
     )
     rows = []
     for cell in cells:
-        row = bench_cell(root, cell, config)
+        row = bench_cell(root, cell, config, fits)
         rows.append(row)
         scores = "".join(
-            f"{row[m]:>14.4f} ({row[f'{m}_seconds']:>5.2f})" for m in (*CLOSED_FORM, "linear")
+            f"{row[m]:>14.4f} ({row[f'{m}_seconds']:>5.2f})" for m in (*fits, "linear")
         )
         print(f"{' '.join(cell):<34}{row['identity']:>9.4f}{scores}", flush=True)
         if args.out:
             with open(args.out, "w") as handle:
                 json.dump(rows, handle, indent=1)
-    summarise(rows)
+    summarise(rows, tuple(fits))
 
 
 if __name__ == "__main__":

@@ -4,22 +4,13 @@ from featlab.provenance import git_state
 # The study's tidy metrics table, joined from every stage's metrics files.
 rule aggregate:
     input:
-        extraction_metrics(),
-        mapping_metrics(),
-        filter_metrics(),
-        lens_metrics(),
-        inversion_metrics(),
-        edit_metrics(),
+        study.metrics_files(),
     output:
-        report(
-            f"{RESULTS}/tables/metrics.csv",
-            caption="../report/metrics.rst",
-            category="Tables",
-        ),
+        reported(study.table(), "metrics", "Tables"),
     log:
-        f"{RESULTS}/logs/tables/metrics.log",
+        study.log(study.table()),
     benchmark:
-        f"{RESULTS}/benchmarks/tables/metrics.tsv"
+        study.benchmark(study.table())
     conda:
         ENV
     threads: 1
@@ -28,7 +19,7 @@ rule aggregate:
         runtime=10,
     params:
         study=config["study"],
-        code=code_hash("tables", "io"),
+        code=study.code("aggregate"),
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -38,15 +29,11 @@ rule plot_cosine:
     input:
         rules.aggregate.output,
     output:
-        report(
-            f"{RESULTS}/figures/cosine_by_layer.png",
-            caption="../report/cosine_by_layer.rst",
-            category="FeatMap",
-        ),
+        reported(study.figure("cosine_by_layer"), "cosine_by_layer", "FeatMap"),
     log:
-        f"{RESULTS}/logs/figures/cosine_by_layer.log",
+        study.log(study.figure("cosine_by_layer")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/cosine_by_layer.tsv"
+        study.benchmark(study.figure("cosine_by_layer"))
     conda:
         ENV
     threads: 1
@@ -54,8 +41,8 @@ rule plot_cosine:
         mem_mb=2000,
         runtime=10,
     params:
-        plots=config["plots"],
-        code=code_hash("plots", "tables"),
+        plots=study.settings("plots"),
+        code=study.code("plot_cosine"),
     script:
         "../workflow_scripts/plot_cosine.py"
 
@@ -65,25 +52,13 @@ rule plot_featmap:
     input:
         rules.aggregate.output,
     output:
-        relative=report(
-            f"{RESULTS}/figures/relative_cosine.png",
-            caption="../report/relative_cosine.rst",
-            category="FeatMap",
-        ),
-        structure=report(
-            f"{RESULTS}/figures/linear_structure.png",
-            caption="../report/linear_structure.rst",
-            category="FeatMap",
-        ),
-        ranks=report(
-            f"{RESULTS}/figures/rank_curves.png",
-            caption="../report/rank_curves.rst",
-            category="FeatMap",
-        ),
+        relative=reported(study.figure("relative_cosine"), "relative_cosine", "FeatMap"),
+        structure=reported(study.figure("linear_structure"), "linear_structure", "FeatMap"),
+        ranks=reported(study.figure("rank_curves"), "rank_curves", "FeatMap"),
     log:
-        f"{RESULTS}/logs/figures/featmap.log",
+        study.log(study.figure("featmap")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/featmap.tsv"
+        study.benchmark(study.figure("featmap"))
     conda:
         ENV
     threads: 1
@@ -91,8 +66,8 @@ rule plot_featmap:
         mem_mb=2000,
         runtime=10,
     params:
-        plots=config["plots"],
-        code=code_hash("plots", "tables"),
+        plots=study.settings("plots"),
+        code=study.code("plot_featmap"),
     script:
         "../workflow_scripts/plot_featmap.py"
 
@@ -100,12 +75,7 @@ rule plot_featmap:
 # Every figure of the study, drawn from the stored tables only.
 rule figures:
     input:
-        rules.plot_cosine.output,
-        featmap_figures(),
-        filter_figures(),
-        lens_figures(),
-        inversion_figures(),
-        edit_figures(),
+        study.figures(),
 
 
 # What produced the study: resolved config, featlab version and commit, package versions.
@@ -113,13 +83,13 @@ rule provenance:
     input:
         rules.aggregate.output,
         rules.figures.input,
-        features=[features_of(backbone, "original") for backbone in BACKBONES],
+        features=[study.features(backbone, "original") for backbone in study.backbones],
     output:
-        f"{RESULTS}/provenance.json",
+        study.provenance(),
     log:
-        f"{RESULTS}/logs/provenance.log",
+        study.log(study.provenance()),
     benchmark:
-        f"{RESULTS}/benchmarks/provenance.tsv"
+        study.benchmark(study.provenance())
     conda:
         ENV
     threads: 1
@@ -132,10 +102,10 @@ rule provenance:
     # runs, in the job's environment: as params the time would rerun it at every invocation, and
     # the versions would be those of Snakemake's environment, not the job's.
     params:
-        config=tracked_config(),
-        images=IMAGE_MANIFEST,
+        config=study.tracked_config(),
+        images=study.manifest,
         git=git_state(workflow.basedir),
-        backbones=BACKBONES,
-        code=code_hash("provenance", "store", "io"),
+        backbones=study.backbones,
+        code=study.code("provenance"),
     script:
         "../workflow_scripts/provenance.py"

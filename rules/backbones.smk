@@ -1,16 +1,16 @@
 # A backbone trained as a classifier on the original train split (weights: train).
 rule train_backbone:
     input:
-        image_store("original"),
+        study.images("original"),
     output:
-        weights=f"{RESULTS}/models/{{backbone}}/model.safetensors",
-        config=f"{RESULTS}/models/{{backbone}}/model.json",
+        weights=study.model("{backbone}", "model.safetensors"),
+        config=study.model("{backbone}", "model.json"),
     log:
-        f"{RESULTS}/logs/models/{{backbone}}.log",
+        study.log(study.model("{backbone}")),
     benchmark:
-        f"{RESULTS}/benchmarks/models/{{backbone}}.tsv"
+        study.benchmark(study.model("{backbone}"))
     wildcard_constraints:
-        backbone=one_of(backbones_with("train")),
+        backbone=one_of(study.backbones_with("train")),
     conda:
         ENV
     # Small models and batches: one core each trains them nearly as fast as two, and both
@@ -20,9 +20,9 @@ rule train_backbone:
         mem_mb=4000,
         runtime=60,
     params:
-        backbone=backbone_config,
-        train=lambda wildcards: config["backbones"][wildcards.backbone]["train"],
-        code=code_hash("classifier", "backbones", "data", "io", "_compat"),
+        backbone=backbone_of,
+        train=train_of,
+        code=study.code("train_backbone"),
     script:
         "../workflow_scripts/train_backbone.py"
 
@@ -31,14 +31,14 @@ rule train_backbone:
 # study reads this one network, and the feature stores record its sha256.
 rule init_backbone:
     output:
-        weights=f"{RESULTS}/models/{{backbone}}/model.safetensors",
-        config=f"{RESULTS}/models/{{backbone}}/model.json",
+        weights=study.model("{backbone}", "model.safetensors"),
+        config=study.model("{backbone}", "model.json"),
     log:
-        f"{RESULTS}/logs/models/{{backbone}}.log",
+        study.log(study.model("{backbone}")),
     benchmark:
-        f"{RESULTS}/benchmarks/models/{{backbone}}.tsv"
+        study.benchmark(study.model("{backbone}"))
     wildcard_constraints:
-        backbone=one_of(backbones_with("random")),
+        backbone=one_of(study.backbones_with("random")),
     conda:
         ENV
     threads: 1
@@ -46,9 +46,9 @@ rule init_backbone:
         mem_mb=4000,
         runtime=10,
     params:
-        backbone=backbone_config,
-        seed=lambda wildcards: config["backbones"][wildcards.backbone]["seed"],
-        code=code_hash("backbones", "io", "_compat"),
+        backbone=backbone_of,
+        seed=seed_of,
+        code=study.code("init_backbone"),
     script:
         "../workflow_scripts/init_backbone.py"
 
@@ -57,14 +57,14 @@ rule init_backbone:
 # configured layers and the logits in one pass.
 rule extract:
     input:
-        images=image_store("{imageset}"),
-        weights=trained_weights,
+        images=study.images("{imageset}"),
+        weights=weights_of,
     output:
-        store=directory(shard_store("{backbone}", "{imageset}", "{shard}")),
+        store=directory(study.feature_shard("{backbone}", "{imageset}", "{shard}")),
     log:
-        f"{RESULTS}/logs/features/{{backbone}}/{{imageset}}/{{shard}}.log",
+        study.log(study.feature_shard("{backbone}", "{imageset}", "{shard}")),
     benchmark:
-        f"{RESULTS}/benchmarks/features/{{backbone}}/{{imageset}}/{{shard}}.tsv"
+        study.benchmark(study.feature_shard("{backbone}", "{imageset}", "{shard}"))
     conda:
         ENV
     # One core by default: jobs of small models gain little from a second, and on a 2-core
@@ -73,23 +73,12 @@ rule extract:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=int(config["extraction"]["device"] == "cuda"),
+        gpu=gpus(config["extraction"]["device"]),
     params:
-        backbone=backbone_config,
-        extraction=extraction_settings,
+        backbone=backbone_of,
+        extraction=extraction_of,
         images_per_shard=config["extraction"]["images_per_shard"],
-        code=code_hash(
-            "extract",
-            "backbones",
-            "store",
-            "devices",
-            "workers",
-            "metrics",
-            "tables",
-            "data",
-            "io",
-            "_compat",
-        ),
+        code=study.code("extract"),
     script:
         "../workflow_scripts/extract.py"
 
@@ -97,17 +86,15 @@ rule extract:
 # The shards of an image set read as one store, and the backbone's accuracy on it.
 rule gather_features:
     input:
-        images=image_store("{imageset}"),
-        shards=lambda wildcards: [
-            shard_store(wildcards.backbone, wildcards.imageset, shard) for shard in SHARDS
-        ],
+        images=study.images("{imageset}"),
+        shards=feature_shards_of,
     output:
-        store=directory(features_of("{backbone}", "{imageset}")),
-        metrics=f"{RESULTS}/features/{{backbone}}/{{imageset}}.metrics.json",
+        store=directory(study.features("{backbone}", "{imageset}")),
+        metrics=study.features("{backbone}", "{imageset}", ".metrics.json"),
     log:
-        f"{RESULTS}/logs/features/{{backbone}}/{{imageset}}.log",
+        study.log(study.features("{backbone}", "{imageset}")),
     benchmark:
-        f"{RESULTS}/benchmarks/features/{{backbone}}/{{imageset}}.tsv"
+        study.benchmark(study.features("{backbone}", "{imageset}"))
     conda:
         ENV
     threads: 1
@@ -115,7 +102,7 @@ rule gather_features:
         mem_mb=2000,
         runtime=10,
     params:
-        accuracy=accuracy_written,
-        code=code_hash("extract", "store", "metrics", "tables", "data", "io", "workers"),
+        accuracy=accuracy_of,
+        code=study.code("gather_features"),
     script:
         "../workflow_scripts/gather_features.py"

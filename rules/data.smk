@@ -3,12 +3,12 @@ if config["data"]["source"] == "shapes":
     # The original images: one seeded shapes-world scene per image, split into train and test.
     rule render_shapes:
         output:
-            store=directory(image_store("original")),
-            scenes=f"{RESULTS}/images/original.scenes.json",
+            store=directory(study.images("original")),
+            scenes=study.scenes(),
         log:
-            f"{RESULTS}/logs/images/original.log",
+            study.log(study.images("original")),
         benchmark:
-            f"{RESULTS}/benchmarks/images/original.tsv"
+            study.benchmark(study.images("original"))
         conda:
             ENV
         threads: 1
@@ -16,8 +16,8 @@ if config["data"]["source"] == "shapes":
             mem_mb=2000,
             runtime=10,
         params:
-            shapes=config["data"]["shapes"],
-            code=code_hash("data", "io", "workers"),
+            shapes=study.settings("data.shapes"),
+            code=study.code("render_shapes"),
         script:
             "../workflow_scripts/render_shapes.py"
 
@@ -26,11 +26,11 @@ else:
     # The original images of an image folder or file list, resized and centre-cropped to one size.
     rule prepare_images:
         output:
-            store=directory(image_store("original")),
+            store=directory(study.images("original")),
         log:
-            f"{RESULTS}/logs/images/original.log",
+            study.log(study.images("original")),
         benchmark:
-            f"{RESULTS}/benchmarks/images/original.tsv"
+            study.benchmark(study.images("original"))
         conda:
             ENV
         threads: config["data"]["workers"] + 1  # the decoding workers and the writer
@@ -38,27 +38,28 @@ else:
             mem_mb=4000,
             runtime=240,
         params:
-            data=data_settings(),
-            images=IMAGE_MANIFEST,
+            data=study.data_settings(),
+            # a changed, added or removed image reruns the store and everything after it
+            images=study.manifest,
             models=[backbone["model"] for backbone in config["backbones"].values()],
-            code=code_hash("data", "io", "workers", "_compat"),
+            code=study.code("prepare_images"),
         script:
             "../workflow_scripts/prepare_images.py"
 
 
-# One manipulated image set per configured manipulation, in the original's image order.
+# One manipulated image set per computed manipulation, in the original's image order.
 rule manipulate:
     input:
-        original=image_store("original"),
-        scenes=shapes_scenes,
+        original=study.images("original"),
+        scenes=scenes_of,
     output:
-        directory(image_store("{manipulation}")),
+        directory(study.images("{manipulation}")),
     log:
-        f"{RESULTS}/logs/images/{{manipulation}}.log",
+        study.log(study.images("{manipulation}")),
     benchmark:
-        f"{RESULTS}/benchmarks/images/{{manipulation}}.tsv"
+        study.benchmark(study.images("{manipulation}"))
     wildcard_constraints:
-        manipulation=one_of(COMPUTED),
+        manipulation=one_of(study.computed),
     conda:
         ENV
     threads: 1
@@ -66,9 +67,9 @@ rule manipulate:
         mem_mb=2000,
         runtime=10,
     params:
-        spec=manipulation_spec,
-        mask=config["change_mask"],
-        code=code_hash(*COMPUTED_CODE, "geometry", "data", "io", "workers"),
+        spec=spec_of,
+        mask=study.settings("change_mask"),
+        code=study.code("manipulate"),
     script:
         "../workflow_scripts/manipulate.py"
 
@@ -78,28 +79,28 @@ rule manipulate:
 # side by side.
 rule edit_images:
     input:
-        original=image_store("original"),
+        original=study.images("original"),
     output:
-        directory(edit_shard_store("{manipulation}", "{shard}")),
+        directory(study.edit_shard("{manipulation}", "{shard}")),
     log:
-        f"{RESULTS}/logs/images/{{manipulation}}/{{shard}}.log",
+        study.log(study.edit_shard("{manipulation}", "{shard}")),
     benchmark:
-        f"{RESULTS}/benchmarks/images/{{manipulation}}/{{shard}}.tsv"
+        study.benchmark(study.edit_shard("{manipulation}", "{shard}"))
     wildcard_constraints:
-        manipulation=one_of(EDITED),
+        manipulation=one_of(study.edited),
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=config["editing"]["mem_mb"],
         runtime=240,
-        gpu=int(config["editing"]["device"] == "cuda"),
+        gpu=gpus(config["editing"]["device"]),
     params:
-        spec=manipulation_spec,
-        editing=editing_settings(),
+        spec=spec_of,
+        editing=study.settings("editing"),
         images_per_shard=config["editing"]["images_per_shard"],
-        mask=config["change_mask"],
-        code=code_hash(*EDIT_CODE, "devices", "_compat", "data/images", "io"),
+        mask=study.settings("change_mask"),
+        code=study.code("edit_images"),
     script:
         "../workflow_scripts/edit_images.py"
 
@@ -107,17 +108,15 @@ rule edit_images:
 # The edit shards joined into the manipulation's image set, in the original's image order.
 rule gather_edits:
     input:
-        shards=lambda wildcards: [
-            edit_shard_store(wildcards.manipulation, shard) for shard in EDIT_SHARDS
-        ],
+        shards=edit_shards_of,
     output:
-        directory(image_store("{manipulation}")),
+        directory(study.images("{manipulation}")),
     log:
-        f"{RESULTS}/logs/images/{{manipulation}}.log",
+        study.log(study.images("{manipulation}")),
     benchmark:
-        f"{RESULTS}/benchmarks/images/{{manipulation}}.tsv"
+        study.benchmark(study.images("{manipulation}"))
     wildcard_constraints:
-        manipulation=one_of(EDITED),
+        manipulation=one_of(study.edited),
     conda:
         ENV
     threads: 1
@@ -125,6 +124,6 @@ rule gather_edits:
         mem_mb=2000,
         runtime=30,
     params:
-        code=code_hash(*EDIT_CODE, "data/images", "io"),
+        code=study.code("gather_edits"),
     script:
         "../workflow_scripts/gather_edits.py"

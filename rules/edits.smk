@@ -6,34 +6,27 @@
 # readings, and their FeatInv reconstructions where the layer has a model.
 rule edit_features:
     input:
-        original=features_of("{backbone}", "original"),
-        manipulated=features_of("{backbone}", "{manipulation}"),
-        original_images=image_store("original"),
-        manipulated_images=image_store("{manipulation}"),
-        weights=trained_weights,
-        maps=edit_maps,
-        featinv=edit_featinv,
+        unpack(edit_inputs),
     output:
-        metrics=f"{RESULTS}/edits/{{backbone}}/{{layer}}/{{manipulation}}/metrics.json",
-        images=f"{RESULTS}/edits/{{backbone}}/{{layer}}/{{manipulation}}/images.safetensors",
+        metrics=f"{EDIT_CELL}/metrics.json",
+        images=f"{EDIT_CELL}/images.safetensors",
     log:
-        f"{RESULTS}/logs/edits/{{backbone}}/{{layer}}/{{manipulation}}.log",
+        study.log(EDIT_CELL),
     benchmark:
-        f"{RESULTS}/benchmarks/edits/{{backbone}}/{{layer}}/{{manipulation}}.tsv"
+        study.benchmark(EDIT_CELL)
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-        gpu=int(FEATINV["sample"]["device"] == "cuda"),
+        gpu=gpus(config["featinv"]["sample"]["device"]),
     params:
-        backbone=backbone_config,
-        mappings=edit_mappings,
-        edits=edit_settings(),
-        sample=FEATINV["sample"],
-        labels_match=accuracy_written,
-        code=FEATINV_CODE + code_hash("edits", "mapping", "geometry", "_compat"),
+        backbone=backbone_of,
+        edits=study.settings("edits"),
+        sample=study.settings("featinv.sample"),
+        labels_match=accuracy_of,
+        code=study.code("edit_features"),
     script:
         "../workflow_scripts/edit_features.py"
 
@@ -41,19 +34,19 @@ rule edit_features:
 # Alpha across, test images down: the reconstructions of one cell's magnified edits.
 rule plot_edit_strip:
     input:
-        f"{RESULTS}/edits/{{backbone}}/{{layer}}/{{manipulation}}/images.safetensors",
+        f"{EDIT_CELL}/images.safetensors",
     output:
-        report(
-            f"{RESULTS}/figures/edits/{{backbone}}/{{layer}}/{{manipulation}}.png",
-            caption="../report/edit_strip.rst",
-            category="Edits",
+        reported(
+            study.figure("edits", "{backbone}", "{layer}", "{manipulation}"),
+            "edit_strip",
+            "Edits",
             subcategory="{backbone} {layer}",
             labels={"manipulation": "{manipulation}"},
         ),
     log:
-        f"{RESULTS}/logs/figures/edits/{{backbone}}/{{layer}}/{{manipulation}}.log",
+        study.log(study.figure("edits", "{backbone}", "{layer}", "{manipulation}")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/edits/{{backbone}}/{{layer}}/{{manipulation}}.tsv"
+        study.benchmark(study.figure("edits", "{backbone}", "{layer}", "{manipulation}"))
     conda:
         ENV
     threads: 1
@@ -61,8 +54,8 @@ rule plot_edit_strip:
         mem_mb=2000,
         runtime=10,
     params:
-        plots=config["plots"],
-        code=code_hash("plots"),
+        plots=study.settings("plots"),
+        code=study.code("plot_edit_strip"),
     script:
         "../workflow_scripts/plot_edit_strip.py"
 
@@ -70,17 +63,13 @@ rule plot_edit_strip:
 # The backbone's probability of the target class against alpha, per cell and mapping.
 rule plot_edit_probability:
     input:
-        f"{RESULTS}/tables/metrics.csv",
+        study.table(),
     output:
-        report(
-            f"{RESULTS}/figures/edit_probability.png",
-            caption="../report/edit_probability.rst",
-            category="Edits",
-        ),
+        reported(study.figure("edit_probability"), "edit_probability", "Edits"),
     log:
-        f"{RESULTS}/logs/figures/edit_probability.log",
+        study.log(study.figure("edit_probability")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/edit_probability.tsv"
+        study.benchmark(study.figure("edit_probability"))
     conda:
         ENV
     threads: 1
@@ -88,7 +77,7 @@ rule plot_edit_probability:
         mem_mb=2000,
         runtime=10,
     params:
-        plots=config["plots"],
-        code=code_hash("plots", "tables"),
+        plots=study.settings("plots"),
+        code=study.code("plot_edit_probability"),
     script:
         "../workflow_scripts/plot_edit_probability.py"

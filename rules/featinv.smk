@@ -5,26 +5,26 @@
 # A FeatInv model (diffusers folders) for one backbone layer, and its training loss curve.
 rule train_featinv:
     input:
-        features=features_of("{backbone}", "original"),
-        images=image_store("original"),
+        features=study.features("{backbone}", "original"),
+        images=study.images("original"),
     output:
-        model=directory(f"{RESULTS}/featinv/{{backbone}}/{{layer}}/model"),
-        loss=f"{RESULTS}/featinv/{{backbone}}/{{layer}}/loss.json",
+        model=directory(f"{study.featinv('{backbone}', '{layer}')}/model"),
+        loss=f"{study.featinv('{backbone}', '{layer}')}/loss.json",
     log:
-        f"{RESULTS}/logs/featinv/{{backbone}}/{{layer}}.log",
+        study.log(study.featinv("{backbone}", "{layer}")),
     benchmark:
-        f"{RESULTS}/benchmarks/featinv/{{backbone}}/{{layer}}.tsv"
+        study.benchmark(study.featinv("{backbone}", "{layer}"))
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=6000,
         runtime=240,
-        gpu=int(FEATINV["train"]["device"] == "cuda"),
+        gpu=gpus(config["featinv"]["train"]["device"]),
     params:
-        model=featinv_model(),
-        train=FEATINV["train"],
-        code=FEATINV_CODE,
+        model=study.settings("featinv.model"),
+        train=study.settings("featinv.train"),
+        code=study.code("train_featinv"),
     script:
         "../workflow_scripts/train_featinv.py"
 
@@ -32,31 +32,26 @@ rule train_featinv:
 # Reconstructions of the true original and manipulated features of test images, and the controls.
 rule invert_references:
     input:
-        model=rules.train_featinv.output.model,
-        original=features_of("{backbone}", "original"),
-        manipulated=features_of("{backbone}", "{manipulation}"),
-        original_images=image_store("original"),
-        manipulated_images=image_store("{manipulation}"),
-        weights=trained_weights,
+        unpack(inversion_inputs),
     output:
-        metrics=f"{RESULTS}/inversions/{{backbone}}/{{layer}}/{{manipulation}}/metrics.json",
-        images=f"{RESULTS}/inversions/{{backbone}}/{{layer}}/{{manipulation}}/images.safetensors",
+        metrics=f"{INVERSION_CELL}/metrics.json",
+        images=f"{INVERSION_CELL}/images.safetensors",
     log:
-        f"{RESULTS}/logs/inversions/{{backbone}}/{{layer}}/{{manipulation}}.log",
+        study.log(INVERSION_CELL),
     benchmark:
-        f"{RESULTS}/benchmarks/inversions/{{backbone}}/{{layer}}/{{manipulation}}.tsv"
+        study.benchmark(INVERSION_CELL)
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-        gpu=int(FEATINV["sample"]["device"] == "cuda"),
+        gpu=gpus(config["featinv"]["sample"]["device"]),
     params:
-        backbone=backbone_config,
-        sample=FEATINV["sample"],
-        invert=invert_settings(),
-        code=FEATINV_CODE,
+        backbone=backbone_of,
+        sample=study.settings("featinv.sample"),
+        invert=study.settings("featinv.invert"),
+        code=study.code("invert_references"),
     script:
         "../workflow_scripts/invert_references.py"
 
@@ -64,34 +59,29 @@ rule invert_references:
 # Reconstructions from one mapping's features of test images, scored against the references.
 rule invert_featinv:
     input:
-        model=rules.train_featinv.output.model,
-        original=features_of("{backbone}", "original"),
-        manipulated=features_of("{backbone}", "{manipulation}"),
-        original_images=image_store("original"),
-        manipulated_images=image_store("{manipulation}"),
-        weights=trained_weights,
+        unpack(inversion_inputs),
         references=rules.invert_references.output.images,
         map=inversion_map,
     output:
-        metrics=f"{RESULTS}/inversions/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/metrics.json",
-        images=f"{RESULTS}/inversions/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/images.safetensors",
+        metrics=f"{INVERSION_MAPPING}/metrics.json",
+        images=f"{INVERSION_MAPPING}/images.safetensors",
     log:
-        f"{RESULTS}/logs/inversions/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.log",
+        study.log(INVERSION_MAPPING),
     benchmark:
-        f"{RESULTS}/benchmarks/inversions/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.tsv"
+        study.benchmark(INVERSION_MAPPING)
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-        gpu=int(FEATINV["sample"]["device"] == "cuda"),
+        gpu=gpus(config["featinv"]["sample"]["device"]),
     params:
-        backbone=backbone_config,
-        spec=manipulation_spec,
-        sample=FEATINV["sample"],
-        invert=invert_settings(),
-        code=FEATINV_CODE + code_hash("mapping", "geometry"),
+        backbone=backbone_of,
+        spec=spec_of,
+        sample=study.settings("featinv.sample"),
+        invert=study.settings("featinv.invert"),
+        code=study.code("invert_featinv"),
     script:
         "../workflow_scripts/invert_featinv.py"
 
@@ -99,19 +89,19 @@ rule invert_featinv:
 # Original | manipulated | reconstructions of the original, manipulated and mapped features.
 rule plot_featinv_grid:
     input:
-        unpack(cell_reconstructions),
+        unpack(reconstructions_of),
     output:
-        report(
-            f"{RESULTS}/figures/featinv/{{backbone}}/{{layer}}/{{manipulation}}.png",
-            caption="../report/featinv_grid.rst",
-            category="FeatInv",
+        reported(
+            study.figure("featinv", "{backbone}", "{layer}", "{manipulation}"),
+            "featinv_grid",
+            "FeatInv",
             subcategory="{backbone} {layer}",
             labels={"manipulation": "{manipulation}"},
         ),
     log:
-        f"{RESULTS}/logs/figures/featinv/{{backbone}}/{{layer}}/{{manipulation}}.log",
+        study.log(study.figure("featinv", "{backbone}", "{layer}", "{manipulation}")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/featinv/{{backbone}}/{{layer}}/{{manipulation}}.tsv"
+        study.benchmark(study.figure("featinv", "{backbone}", "{layer}", "{manipulation}"))
     conda:
         ENV
     threads: 1
@@ -119,9 +109,9 @@ rule plot_featinv_grid:
         mem_mb=2000,
         runtime=10,
     params:
-        plots=config["plots"],
-        rows=FEATINV["invert"]["grid_images"],
-        code=code_hash("plots"),
+        plots=study.settings("plots"),
+        rows=config["featinv"]["invert"]["grid_images"],
+        code=study.code("plot_featinv_grid"),
     script:
         "../workflow_scripts/plot_featinv_grid.py"
 
@@ -129,17 +119,13 @@ rule plot_featinv_grid:
 # Image-space and feature-space scores of the inversions against their references.
 rule plot_inversion:
     input:
-        f"{RESULTS}/tables/metrics.csv",
+        study.table(),
     output:
-        report(
-            f"{RESULTS}/figures/inversion_scores.png",
-            caption="../report/inversion_scores.rst",
-            category="FeatInv",
-        ),
+        reported(study.figure("inversion_scores"), "inversion_scores", "FeatInv"),
     log:
-        f"{RESULTS}/logs/figures/inversion_scores.log",
+        study.log(study.figure("inversion_scores")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/inversion_scores.tsv"
+        study.benchmark(study.figure("inversion_scores"))
     conda:
         ENV
     threads: 1
@@ -147,7 +133,7 @@ rule plot_inversion:
         mem_mb=2000,
         runtime=10,
     params:
-        plots=config["plots"],
-        code=code_hash("plots", "tables"),
+        plots=study.settings("plots"),
+        code=study.code("plot_inversion"),
     script:
         "../workflow_scripts/plot_inversion.py"

@@ -4,32 +4,32 @@
 # A trained mapping (FeatMap recipe), its per-epoch history, and its scores on every split.
 rule train_mapping:
     input:
-        original=features_of("{backbone}", "original"),
-        manipulated=features_of("{backbone}", "{manipulation}"),
-        images=image_store("{manipulation}"),
+        original=study.features("{backbone}", "original"),
+        manipulated=study.features("{backbone}", "{manipulation}"),
+        images=study.images("{manipulation}"),
     output:
-        model=f"{RESULTS}/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/map.safetensors",
-        config=f"{RESULTS}/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/map.json",
-        history=f"{RESULTS}/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/history.json",
-        metrics=f"{RESULTS}/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/metrics.json",
+        model=f"{MAPPING_CELL}/map.safetensors",
+        config=f"{MAPPING_CELL}/map.json",
+        history=f"{MAPPING_CELL}/history.json",
+        metrics=f"{MAPPING_CELL}/metrics.json",
     log:
-        f"{RESULTS}/logs/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.log",
+        study.log(MAPPING_CELL),
     benchmark:
-        f"{RESULTS}/benchmarks/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.tsv"
+        study.benchmark(MAPPING_CELL)
     wildcard_constraints:
-        mapping="|".join(TRAINED_MAPPINGS),
+        mapping=one_of(TRAINED),
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-        gpu=int(config["featmap"]["training"]["device"] == "cuda"),
+        gpu=gpus(config["featmap"]["training"]["device"]),
     params:
-        settings=mapping_settings,
+        settings=mapping_settings_of,
         spatial_op=spatial_first_of,
-        training=config["featmap"]["training"],
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
+        training=study.settings("featmap.training"),
+        code=study.code("train_mapping"),
     script:
         "../workflow_scripts/train_mapping.py"
 
@@ -37,14 +37,14 @@ rule train_mapping:
 # Linear-structure analysis of every affine map (ridge, Procrustes, linear) of one layer.
 rule analyse_maps:
     input:
-        original=features_of("{backbone}", "original"),
+        original=study.features("{backbone}", "original"),
         plan=analysis_inputs,
     output:
-        f"{RESULTS}/mappings/{{backbone}}/{{layer}}/analysis.json",
+        f"{MAPPING_LAYER}/analysis.json",
     log:
-        f"{RESULTS}/logs/mappings/{{backbone}}/{{layer}}/analysis.log",
+        study.log(f"{MAPPING_LAYER}/analysis.json"),
     benchmark:
-        f"{RESULTS}/benchmarks/mappings/{{backbone}}/{{layer}}/analysis.tsv"
+        study.benchmark(f"{MAPPING_LAYER}/analysis.json")
     conda:
         ENV
     threads: 1
@@ -53,12 +53,8 @@ rule analyse_maps:
         runtime=30,
     params:
         plan=analysis_plan,
-        # the standardised space floors channel stds as the trained maps do
-        analysis={
-            **config["featmap"]["analysis"],
-            "std_floor": config["featmap"]["training"]["std_floor"],
-        },
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
+        analysis=study.analysis(),
+        code=study.code("analyse_maps"),
     script:
         "../workflow_scripts/analyse_maps.py"
 
@@ -66,16 +62,16 @@ rule analyse_maps:
 # Semantic consistency: the rest of the backbone on every mapping's features of one layer.
 rule semantic_consistency:
     input:
-        original=features_of("{backbone}", "original"),
-        images=image_store("original"),
-        weights=trained_weights,
+        original=study.features("{backbone}", "original"),
+        images=study.images("original"),
+        weights=weights_of,
         plan=semantic_inputs,
     output:
-        f"{RESULTS}/mappings/{{backbone}}/{{layer}}/semantic.json",
+        f"{MAPPING_LAYER}/semantic.json",
     log:
-        f"{RESULTS}/logs/mappings/{{backbone}}/{{layer}}/semantic.log",
+        study.log(f"{MAPPING_LAYER}/semantic.json"),
     benchmark:
-        f"{RESULTS}/benchmarks/mappings/{{backbone}}/{{layer}}/semantic.tsv"
+        study.benchmark(f"{MAPPING_LAYER}/semantic.json")
     conda:
         ENV
     threads: 1
@@ -83,20 +79,10 @@ rule semantic_consistency:
         mem_mb=4000,
         runtime=30,
     params:
-        backbone=backbone_config,
+        backbone=backbone_of,
         plan=semantic_plan,
-        semantic=config["featmap"]["semantic"],
-        accuracy=accuracy_written,
-        code=code_hash(
-            "mapping",
-            "backbones",
-            "geometry",
-            "metrics",
-            "tables",
-            "store",
-            "data",
-            "io",
-            "_compat",
-        ),
+        semantic=study.settings("featmap.semantic"),
+        accuracy=accuracy_of,
+        code=study.code("semantic_consistency"),
     script:
         "../workflow_scripts/semantic_consistency.py"

@@ -4,29 +4,27 @@
 # A layer's decoded filters (both methods) and their fidelity on random test-image patches.
 rule decode_filters:
     input:
-        images=image_store("original"),
-        weights=trained_weights,
+        images=study.images("original"),
+        weights=weights_of,
     output:
-        filters=f"{RESULTS}/filters/{{backbone}}/{{layer}}/filters.safetensors",
-        info=f"{RESULTS}/filters/{{backbone}}/{{layer}}/filters.json",
-        metrics=f"{RESULTS}/filters/{{backbone}}/{{layer}}/metrics.json",
+        filters=f"{study.filters('{backbone}', '{layer}')}/filters.safetensors",
+        info=f"{study.filters('{backbone}', '{layer}')}/filters.json",
+        metrics=f"{study.filters('{backbone}', '{layer}')}/metrics.json",
     log:
-        f"{RESULTS}/logs/filters/{{backbone}}/{{layer}}.log",
+        study.log(study.filters("{backbone}", "{layer}")),
     benchmark:
-        f"{RESULTS}/benchmarks/filters/{{backbone}}/{{layer}}.tsv"
+        study.benchmark(study.filters("{backbone}", "{layer}"))
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=int(config["filters"]["device"] == "cuda"),
+        gpu=gpus(config["filters"]["device"]),
     params:
-        backbone=backbone_config,
-        settings=filter_settings(),
-        code=code_hash(
-            "filters", "backbones", "devices", "metrics", "tables", "data", "io", "_compat"
-        ),
+        backbone=backbone_of,
+        settings=study.settings("filters"),
+        code=study.code("decode_filters"),
     script:
         "../workflow_scripts/decode_filters.py"
 
@@ -37,17 +35,17 @@ rule plot_filters:
         rules.decode_filters.output.filters,
         rules.decode_filters.output.info,
     output:
-        report(
-            f"{RESULTS}/figures/filters/{{backbone}}/{{layer}}.png",
-            caption="../report/filters.rst",
-            category="Filter decoding",
+        reported(
+            study.figure("filters", "{backbone}", "{layer}"),
+            "filters",
+            "Filter decoding",
             subcategory="{backbone}",
             labels={"backbone": "{backbone}", "layer": "{layer}"},
         ),
     log:
-        f"{RESULTS}/logs/figures/filters/{{backbone}}/{{layer}}.log",
+        study.log(study.figure("filters", "{backbone}", "{layer}")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/filters/{{backbone}}/{{layer}}.tsv"
+        study.benchmark(study.figure("filters", "{backbone}", "{layer}"))
     conda:
         ENV
     threads: 1
@@ -55,7 +53,7 @@ rule plot_filters:
         mem_mb=2000,
         runtime=10,
     params:
-        plots=config["plots"],
-        code=code_hash("plots", "filters", "backbones", "metrics", "tables", "io", "_compat"),
+        plots=study.settings("plots"),
+        code=study.code("plot_filters"),
     script:
         "../workflow_scripts/plot_filters.py"

@@ -1,25 +1,20 @@
 # Steerable lens: morphs of test images toward a target class, driven by a classifier's gradient
 # in a complex steerable pyramid (and in pixel and Fourier comparators), and their figures.
-check_lens_config()
-
-
-wildcard_constraints:
-    case="|".join(map(re.escape, LENS_CASES)) or "(?!)",
 
 
 # Every morph of one case (a test image and a target class) driven by one backbone's gradient.
 rule lens:
     input:
-        images=image_store("original"),
-        weights=[path for path in lens_weight_files().values() if path],
+        images=study.images("original"),
+        weights=study.lens_weights(),
     output:
-        frames=f"{RESULTS}/lens/{{backbone}}/{{case}}/frames.safetensors",
-        morphs=f"{RESULTS}/lens/{{backbone}}/{{case}}/morphs.json",
-        metrics=f"{RESULTS}/lens/{{backbone}}/{{case}}/metrics.json",
+        frames=study.lens("{backbone}", "{case}", "frames.safetensors"),
+        morphs=study.lens("{backbone}", "{case}", "morphs.json"),
+        metrics=study.lens("{backbone}", "{case}", "metrics.json"),
     log:
-        f"{RESULTS}/logs/lens/{{backbone}}/{{case}}.log",
+        study.log(study.lens("{backbone}", "{case}")),
     benchmark:
-        f"{RESULTS}/benchmarks/lens/{{backbone}}/{{case}}.tsv"
+        study.benchmark(study.lens("{backbone}", "{case}"))
     conda:
         ENV
     threads: 1
@@ -27,12 +22,12 @@ rule lens:
         mem_mb=2000,
         runtime=30,
     params:
-        case=lens_case,
-        settings=lens_settings(),
-        backbones=lens_backbones(),
-        weights=lens_weight_files(),
+        case=lens_case_of,
+        settings=study.settings("lens"),
+        backbones=study.lens_backbones(),
+        weights=study.lens_weight_files(),
         input_size=config["extraction"]["input_size"],
-        code=code_hash("lens", "backbones", "data", "tables", "io", "_compat"),
+        code=study.code("lens"),
     script:
         "../workflow_scripts/lens.py"
 
@@ -40,25 +35,15 @@ rule lens:
 # A frame strip (PNG) and an animated GIF of every case of one driving backbone.
 rule lens_strips:
     input:
-        frames=lens_case_files("frames.safetensors"),
-        morphs=lens_case_files("morphs.json"),
+        frames=study.lens_files("{backbone}", "frames.safetensors"),
+        morphs=study.lens_files("{backbone}", "morphs.json"),
     output:
-        strips=report(
-            expand(f"{RESULTS}/figures/lens/{{{{backbone}}}}/{{case}}.png", case=LENS_CASES),
-            caption="../report/lens_strip.rst",
-            category="Steerable lens",
-            subcategory="{backbone}",
-        ),
-        gifs=report(
-            expand(f"{RESULTS}/figures/lens/{{{{backbone}}}}/{{case}}.gif", case=LENS_CASES),
-            caption="../report/lens_strip.rst",
-            category="Steerable lens",
-            subcategory="{backbone}",
-        ),
+        strips=reported(STRIPS["png"], "lens_strip", "Steerable lens", subcategory="{backbone}"),
+        gifs=reported(STRIPS["gif"], "lens_strip", "Steerable lens", subcategory="{backbone}"),
     log:
-        f"{RESULTS}/logs/figures/lens/{{backbone}}.log",
+        study.log(study.figure("lens", "{backbone}", suffix="")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/lens/{{backbone}}.tsv"
+        study.benchmark(study.figure("lens", "{backbone}", suffix=""))
     conda:
         ENV
     threads: 1
@@ -66,7 +51,7 @@ rule lens_strips:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_hash("plots", "io"),
+        code=study.code("lens_strips"),
     script:
         "../workflow_scripts/lens_strips.py"
 
@@ -74,17 +59,13 @@ rule lens_strips:
 # Target probability, transfer and warp share by method, variant and budget (median over cases).
 rule plot_lens:
     input:
-        f"{RESULTS}/tables/metrics.csv",
+        study.table(),
     output:
-        report(
-            f"{RESULTS}/figures/lens_summary.png",
-            caption="../report/lens_summary.rst",
-            category="Steerable lens",
-        ),
+        reported(study.figure("lens_summary"), "lens_summary", "Steerable lens"),
     log:
-        f"{RESULTS}/logs/figures/lens_summary.log",
+        study.log(study.figure("lens_summary")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/lens_summary.tsv"
+        study.benchmark(study.figure("lens_summary"))
     conda:
         ENV
     threads: 1
@@ -92,7 +73,7 @@ rule plot_lens:
         mem_mb=2000,
         runtime=10,
     params:
-        plots=config["plots"],
-        code=code_hash("plots", "tables"),
+        plots=study.settings("plots"),
+        code=study.code("plot_lens"),
     script:
         "../workflow_scripts/plot_lens.py"

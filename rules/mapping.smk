@@ -1,17 +1,17 @@
 # Baselines that need no fit: identity, and the exact spatial op on the feature grid.
 rule evaluate_baseline:
     input:
-        original=features_of("{backbone}", "original"),
-        manipulated=features_of("{backbone}", "{manipulation}"),
-        images=image_store("{manipulation}"),
+        original=study.features("{backbone}", "original"),
+        manipulated=study.features("{backbone}", "{manipulation}"),
+        images=study.images("{manipulation}"),
     output:
-        metrics=f"{RESULTS}/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/metrics.json",
+        metrics=f"{MAPPING_CELL}/metrics.json",
     log:
-        f"{RESULTS}/logs/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.log",
+        study.log(MAPPING_CELL),
     benchmark:
-        f"{RESULTS}/benchmarks/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.tsv"
+        study.benchmark(MAPPING_CELL)
     wildcard_constraints:
-        mapping="identity|spatial",
+        mapping=one_of(BASELINES),
     conda:
         ENV
     threads: 1
@@ -19,8 +19,8 @@ rule evaluate_baseline:
         mem_mb=2000,
         runtime=10,
     params:
-        spec=manipulation_spec,
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
+        spec=spec_of,
+        code=study.code("evaluate_baseline"),
     script:
         "../workflow_scripts/evaluate_baseline.py"
 
@@ -29,18 +29,18 @@ rule evaluate_baseline:
 # train split.
 rule fit_closed_form:
     input:
-        original=features_of("{backbone}", "original"),
-        manipulated=features_of("{backbone}", "{manipulation}"),
-        images=image_store("{manipulation}"),
+        original=study.features("{backbone}", "original"),
+        manipulated=study.features("{backbone}", "{manipulation}"),
+        images=study.images("{manipulation}"),
     output:
-        model=f"{RESULTS}/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/map.safetensors",
-        metrics=f"{RESULTS}/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}/metrics.json",
+        model=f"{MAPPING_CELL}/map.safetensors",
+        metrics=f"{MAPPING_CELL}/metrics.json",
     log:
-        f"{RESULTS}/logs/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.log",
+        study.log(MAPPING_CELL),
     benchmark:
-        f"{RESULTS}/benchmarks/mappings/{{backbone}}/{{layer}}/{{manipulation}}/{{mapping}}.tsv"
+        study.benchmark(MAPPING_CELL)
     wildcard_constraints:
-        mapping="ridge|procrustes|ridge_relative|procrustes_relative",
+        mapping=one_of(CLOSED_FORM),
     conda:
         ENV
     threads: 1
@@ -48,8 +48,8 @@ rule fit_closed_form:
         mem_mb=4000,
         runtime=30,
     params:
-        settings=mapping_settings,
+        settings=mapping_settings_of,
         spatial_op=spatial_first_of,
-        code=code_hash("mapping", "geometry", "metrics", "tables", "store", "data", "io", "devices"),
+        code=study.code("fit_closed_form"),
     script:
         "../workflow_scripts/fit_closed_form.py"

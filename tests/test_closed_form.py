@@ -232,6 +232,10 @@ class ArrayPair:
     n_train: int
     layer: str = "toy"
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.x.shape[1:]
+
     def blocks(self, split: str, block: int):
         train = split == "train"
         indices = np.arange(self.n_train) if train else np.arange(self.n_train, len(self.x))
@@ -274,10 +278,11 @@ def test_relative_fits_follow_the_background_that_plain_fits_turn(rng):
     assert identity > 0.99
     assert cosine["ridge"] < identity - 0.5
     assert cosine["procrustes"] < identity - 0.5
-    # relative errors, summed: the map follows the background, and the median with it
+    # relative errors of each image's best-fitting positions: the map follows the background,
+    # and the median with it
     assert cosine["ridge_relative"] > identity - 0.002
     assert cosine["procrustes_relative"] > identity - 0.002
-    # the reweighted passes are what gets there: squared relative errors alone fall short
+    # the trimmed passes are what gets there: squared relative errors alone fall short
     first_pass = dataclasses.replace(settings, passes=0)
     squared = fit_closed_form(pair, "ridge_relative", first_pass).apply_maps(x_test)
     assert _test_cosine(pair, squared) < cosine["ridge_relative"] - 0.02
@@ -291,8 +296,9 @@ def test_relative_fit_does_not_depend_on_the_blocks_nor_on_keeping_them(rng):
         )
         for block, memory in ((5, 0.0), (48, 2.0))  # streamed at every pass, kept after the first
     ]
-    np.testing.assert_allclose(fits[0].weight, fits[1].weight, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(fits[0].bias, fits[1].bias, rtol=1e-8, atol=1e-10)
+    # equal up to the rounding of float32 products, which the blocks' order and shift change
+    np.testing.assert_allclose(fits[0].weight, fits[1].weight, atol=1e-3)
+    np.testing.assert_allclose(fits[0].bias, fits[1].bias, atol=1e-3)
 
 
 def test_relative_fit_recovers_an_exact_affine_map(rng):
@@ -300,5 +306,6 @@ def test_relative_fit_recovers_an_exact_affine_map(rng):
     x = rng.normal(size=(40, 6, 4, 4)) * rng.uniform(0.1, 10.0, (40, 1, 4, 4))
     pair = ArrayPair(x, mapping.apply_maps(x), n_train=40)
     fitted = fit_closed_form(pair, "ridge_relative", ClosedFormSettings(gamma=0.0))
-    np.testing.assert_allclose(fitted.weight, mapping.weight, atol=1e-7)
-    np.testing.assert_allclose(fitted.bias, mapping.bias, atol=1e-7)
+    # exact up to the float32 rounding of the data and of the products
+    np.testing.assert_allclose(fitted.weight, mapping.weight, atol=2e-5)
+    np.testing.assert_allclose(fitted.bias, mapping.bias, atol=2e-5)

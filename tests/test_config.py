@@ -1,5 +1,6 @@
 """The config schema: every key documented, the shipped configs valid, bad values named."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,18 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from featlab.manipulate.editors import EditSettings
+from featlab.mapping.fit import BASELINES, CLOSED_FORM
+from featlab.mapping.models import TRAINED
 from featlab.schema import config_error
+from featlab.study.settings import (
+    PLANNING_KEYS,
+    PLANNING_SECTIONS,
+    SETTINGS,
+    default_of,
+    fields_of,
+)
+from featlab.tables import MAPPINGS
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -84,3 +96,76 @@ def test_a_number_yaml_reads_as_a_string_is_named_with_a_spelling_it_reads(writt
     assert message.endswith(f"write {spelling}")
     assert "\n" not in message  # the key, the value and the expectation: not the schema
     assert yaml.safe_load(f"lr: {spelling}")["lr"] == float(written)
+
+
+def _resolve(node: dict, schema: dict) -> dict:
+    """A schema node with its $ref followed (local references only)."""
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _filled_default(node: dict, schema: dict):
+    """The value validation fills in for a key: its default, with its properties' defaults."""
+    node = _resolve(node, schema)
+    if "properties" not in node:
+        return node.get("default", dataclasses.MISSING)
+    filled = dict(node.get("default", {}))
+    for name, child in node["properties"].items():
+        value = _filled_default(child, schema)
+        if value is not dataclasses.MISSING:
+            filled.setdefault(name, value)
+    return filled
+
+
+def _sections(node: dict, schema: dict, path: str = ""):
+    """Every (dotted path, node) of the config sections with properties: `*` for a name the
+    study chooses, `[]` for a list's items."""
+    node = _resolve(node, schema)
+    if "properties" in node:
+        yield path, node
+        for name, child in node["properties"].items():
+            yield from _sections(child, schema, f"{path}.{name}".lstrip("."))
+    for key, suffix in (("additionalProperties", ".*"), ("items", "[]")):
+        if isinstance(node.get(key), dict):
+            yield from _sections(node[key], schema, path + suffix)
+
+
+def test_every_schema_default_is_its_settings_dataclass_default():
+    """One place for each default: a section a dataclass reads has its defaults, and the keys it
+    does not read are the study's planning keys (featlab.study.settings)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    checked = set()
+    for path, node in _sections(schema, schema):
+        if path in PLANNING_SECTIONS or not path:
+            continue
+        assert path in SETTINGS, f"{path}: add its dataclass to featlab.study.settings.SETTINGS"
+        fields, checked = fields_of(SETTINGS[path]), checked | {path}
+        for name, child in node["properties"].items():
+            if name not in fields:
+                assert name in PLANNING_KEYS.get(path, ()), f"{path}.{name} is read by no stage"
+                continue
+            expected = default_of(fields[name])
+            assert _filled_default(child, schema) == expected, f"{path}.{name}: schema != code"
+    assert {"lens", "lens.warp", "extraction", "featinv.sample", "backbones.*.train"} <= checked
+
+
+def test_the_semantic_edit_defaults_are_the_editors():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    branches = schema["$defs"]["manipulation"]["allOf"]
+    semantic = next(
+        b["then"] for b in branches if b["if"]["properties"]["kind"]["const"] == "semantic"
+    )
+    fields = fields_of(EditSettings)
+    for name, child in semantic["properties"].items():
+        if name in fields and "default" in child:
+            assert child["default"] == default_of(fields[name]), f"semantic {name}"
+
+
+def test_the_mapping_names_are_the_librarys():
+    """The schema's mappings, the table's words and the mapping kinds are one set of names."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    configurable = set(schema["properties"]["mappings"]["properties"])
+    kinds = [*BASELINES, *CLOSED_FORM, *TRAINED]
+    assert len(kinds) == len(set(kinds))
+    assert configurable == set(kinds) == set(MAPPINGS)

@@ -18,7 +18,7 @@ inverter = None
 if inputs.featinv:
     sampling = SampleSettings(**params.sample, threads=snakemake.threads)
     inverter = open_inverter(inputs.featinv, model, w.layer, inputs.original, sampling)
-maps = dict(zip(params.mappings, inputs.maps, strict=True))
+maps = {key.removeprefix("map_"): path for key, path in inputs.items() if key.startswith("map_")}
 base = dict(backbone=w.backbone, layer=w.layer, manipulation=w.manipulation)
 rows, images, indices = edit_cell(
     model, w.layer, inputs, maps, settings, params.labels_match, base, inverter

@@ -7,7 +7,7 @@ from featlab.data.sources import list_entries, prepare_images, resolve_size
 sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
 
 data = snakemake.params.data
-# Where the data set lies comes from the config: params leave it out (rules/common.smk:
+# Where the data set lies comes from the config: params leave it out (featlab.study:
 # unlocated), and params.images, the manifest digest of its files, stands for them.
 located = snakemake.config["data"]
 entries, classes = list_entries(located)

@@ -14,7 +14,7 @@ weights = {
     name: FeatureStore(path).attrs.get("weights_sha256")
     for name, path in zip(snakemake.params.backbones, features, strict=True)
 }
-# The whole config, with the data set's location, which params leave out (rules/common.smk:
+# The whole config, with the data set's location, which params leave out (featlab.study:
 # unlocated): a data set moved with its files reruns nothing, and the record says where it was.
 record = provenance(snakemake.config, snakemake.params.git, weights, snakemake.params.images)
 write_json(snakemake.output[0], record)

@@ -45,7 +45,7 @@ class ExtractSettings:
     batch_size: int = 128  # images per forward pass
     dtype: str = "float16"  # storage dtype of the feature arrays; float32 if values overflow
     input_size: int | None = None  # resize images to this side first; None keeps the store's
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    threads: int = 1  # torch CPU threads (a job's threads in Snakemake); 0 keeps torch's default
     device: str = "cpu"  # cpu | cuda | auto
     precision: str = "float32"  # autocast dtype of the forward pass: float32 | bfloat16 | float16
     channels_last: bool = False  # memory format of the model and its inputs

@@ -265,16 +265,21 @@ class FeatureStore:
             self.arrays = sorted(_array_names(self._shards[0]))
         else:
             self.arrays = sorted(_array_names(self.group))
+        self._arrays: dict[str, zarr.Array | ShardedArray] = {}
         self.logits = self.array("logits")
 
     def __len__(self) -> int:
         return self.logits.shape[0]
 
     def array(self, name: str) -> zarr.Array | ShardedArray:
-        """Any array of the store by name, read across its shards."""
-        if self._shards is None:
-            return self.group[name]
-        return ShardedArray([shard[name] for shard in self._shards])
+        """Any array of the store by name, read across its shards; opened once (each opening reads
+        the array's metadata from disk)."""
+        if name not in self._arrays:
+            if self._shards is None:
+                self._arrays[name] = self.group[name]
+            else:
+                self._arrays[name] = ShardedArray([shard[name] for shard in self._shards])
+        return self._arrays[name]
 
     def layer(self, name: str) -> zarr.Array | ShardedArray:
         if name not in self.layers:

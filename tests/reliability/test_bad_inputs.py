@@ -217,7 +217,7 @@ def test_a_split_left_empty_by_skipped_images_stops(tmp_path):
 
 
 def test_planning_can_require_the_splits(tmp_path):
-    """count_images(..., required_splits) is how planning (rules/common.smk) can stop early."""
+    """count_images(..., required_splits) is how planning (featlab.study) can stop early."""
     (tmp_path / "list.csv").write_text("path,label,split\na.png,0,train\nb.png,1,val\n")
     data = {"source": "filelist", "filelist": {"path": str(tmp_path / "list.csv")}}
     assert count_images(data) == 2

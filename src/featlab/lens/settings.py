@@ -39,7 +39,7 @@ class LensSettings:
     objective: str = "log_probability"  # or logit_margin (target logit minus the best other)
     orientations: int = 4  # pyramid orientations (the steerable filters' order + 1)
     height: int | None = None  # pyramid scales; None: as many as the image side allows
-    max_steps: int = 40  # iterative: most gradient steps; then the walk goes on straight
+    max_steps: int = 100  # iterative: most gradient steps; then the walk goes on straight
     phase_step: float = 0.2  # iterative: largest change of a phase or log-amplitude per step
     pixel_step: float = 0.05  # iterative: largest change of a pixel per step
     budget_tolerance: float = 0.002  # relative distance to the budget that counts as matched

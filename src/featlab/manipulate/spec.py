@@ -116,6 +116,7 @@ _PARAMETERS: dict[str, dict[str, _Param]] = {
 }
 MANIPULATION_KINDS = tuple(_PARAMETERS)
 GEOMETRIC_KINDS = ("rotate", "flip")  # exact spatial ops; see featlab.geometry.spatial_op_of
+EDITED_KINDS = ("semantic",)  # by generative editors, in shards; the other kinds are computed
 
 
 def check_spec(spec: Mapping[str, Any], *, allow_no_op: bool = False) -> dict[str, Any]:

@@ -36,6 +36,8 @@ from featlab.mapping.fit import CLOSED_FORM
 TRAINED = ("additive", "linear", "local_linear", "mlp", "cnn", "transformer")
 # Mappings that act on each feature vector alone, the same function at every position.
 POSITIONWISE = ("identity", "additive", "linear", "mlp", *CLOSED_FORM)
+# The affine maps y = W x + b, whose linear structure featlab.mapping.analysis studies.
+AFFINE = (*CLOSED_FORM, "linear")
 
 
 @dataclasses.dataclass(frozen=True)
