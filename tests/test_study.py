@@ -105,7 +105,8 @@ def test_edit_cells_inputs_and_figures_follow_the_edits_section(tiny):
     }
     # without edits.manipulations (the default) the stage plans nothing
     none = _plan(lambda c: c.pop("edits"))
-    assert none.edit_cells() == {} and none.edit_figures() == []
+    assert none.edit_cells() == {}
+    assert none.edit_figures() == []
 
 
 def test_settings_hold_the_fields_of_their_dataclass(tiny):
