@@ -163,7 +163,7 @@ def _probability_panel(ax: plt.Axes, rows: pd.DataFrame, cell: tuple, colours: d
                 if c.startswith(f"{prefix}_x")
             )
             if points:
-                ax.plot(*zip(*points, strict=True), style, color=colour, marker=".")
+                ax.plot(*zip(*points, strict=True), linestyle=style, color=colour, marker=".")
     for name, style in (("manipulated", "-."), ("original", (0, (1, 3)))):
         level = here[here.mapping.isna() & (here.comparison == name)].value
         if len(level):
