@@ -47,6 +47,8 @@ MAPPING_LAYER = study.mapping("{backbone}", "{layer}")
 MAPPING_CELL = study.mapping("{backbone}", "{layer}", "{manipulation}", "{mapping}")
 INVERSION_CELL = study.inversion("{backbone}", "{layer}", "{manipulation}")
 INVERSION_MAPPING = study.inversion("{backbone}", "{layer}", "{manipulation}", "{mapping}")
+OPTIMISATION_CELL = study.optimisation("{backbone}", "{layer}", "{manipulation}")
+OPTIMISATION_MAPPING = study.optimisation("{backbone}", "{layer}", "{manipulation}", "{mapping}")
 EDIT_CELL = study.edit("{backbone}", "{layer}", "{manipulation}")
 STRIPS = study.lens_figures("{backbone}")  # a lens driver's frame strips (png) and GIFs (gif)
 
@@ -142,6 +144,10 @@ def inversion_map(wildcards):
 
 def reconstructions_of(wildcards):
     return study.reconstructions(wildcards.backbone, wildcards.layer, wildcards.manipulation)
+
+
+def optimise_baselines_of(wildcards):
+    return study.optimise_baselines(wildcards.backbone, wildcards.layer)
 
 
 def edit_inputs(wildcards):

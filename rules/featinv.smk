@@ -1,5 +1,6 @@
 # FeatInv: diffusion inverters of feature maps, trained per (backbone, layer) from stored features,
-# and inversions of original, true-manipulated and mapped features per (manipulation, mapping).
+# and inversions of original, true-manipulated and mapped features per (manipulation, mapping), by
+# FeatInv and by the optimisation inverter beside it.
 
 
 # A FeatInv model (diffusers folders) for one backbone layer, and its training loss curve.
@@ -86,7 +87,75 @@ rule invert_featinv:
         "../workflow_scripts/invert_featinv.py"
 
 
-# Original | manipulated | reconstructions of the original, manipulated and mapped features.
+# The optimiser's reconstructions of the true features of test images, and of the controls.
+rule optimise_references:
+    input:
+        original=study.features("{backbone}", "original"),
+        manipulated=study.features("{backbone}", "{manipulation}"),
+        original_images=study.images("original"),
+        manipulated_images=study.images("{manipulation}"),
+        weights=weights_of,
+    output:
+        metrics=f"{OPTIMISATION_CELL}/metrics.json",
+        images=f"{OPTIMISATION_CELL}/images.safetensors",
+    log:
+        study.log(OPTIMISATION_CELL),
+    benchmark:
+        study.benchmark(OPTIMISATION_CELL)
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=gpus(config["featinv"]["optimise"]["device"]),
+    params:
+        backbone=backbone_of,
+        optimise=study.settings("featinv.optimise"),
+        invert=study.optimise_invert(),
+        resolution=config["featinv"]["model"]["resolution"],
+        baselines=optimise_baselines_of,
+        code=study.code("optimise_references"),
+    script:
+        "../workflow_scripts/optimise_references.py"
+
+
+# The optimiser's reconstructions from one mapping's features, scored like FeatInv's.
+rule optimise_mapping:
+    input:
+        original=study.features("{backbone}", "original"),
+        manipulated=study.features("{backbone}", "{manipulation}"),
+        original_images=study.images("original"),
+        manipulated_images=study.images("{manipulation}"),
+        weights=weights_of,
+        references=rules.optimise_references.output.images,
+        map=inversion_map,
+    output:
+        metrics=f"{OPTIMISATION_MAPPING}/metrics.json",
+        images=f"{OPTIMISATION_MAPPING}/images.safetensors",
+    log:
+        study.log(OPTIMISATION_MAPPING),
+    benchmark:
+        study.benchmark(OPTIMISATION_MAPPING)
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=gpus(config["featinv"]["optimise"]["device"]),
+    params:
+        backbone=backbone_of,
+        spec=spec_of,
+        optimise=study.settings("featinv.optimise"),
+        invert=study.optimise_invert(),
+        resolution=config["featinv"]["model"]["resolution"],
+        code=study.code("optimise_mapping"),
+    script:
+        "../workflow_scripts/optimise_mapping.py"
+
+
+# Original | manipulated | each inverter's reconstructions of the true and mapped features.
 rule plot_featinv_grid:
     input:
         unpack(reconstructions_of),
@@ -137,3 +206,26 @@ rule plot_inversion:
         code=study.code("plot_inversion"),
     script:
         "../workflow_scripts/plot_inversion.py"
+
+
+# FeatInv against the optimiser by layer, against the mean-image floor and the resolution ceiling.
+rule plot_inverters:
+    input:
+        study.table(),
+    output:
+        reported(study.figure("inverters"), "inverters", "FeatInv"),
+    log:
+        study.log(study.figure("inverters")),
+    benchmark:
+        study.benchmark(study.figure("inverters"))
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        plots=study.settings("plots"),
+        code=study.code("plot_inverters"),
+    script:
+        "../workflow_scripts/plot_inverters.py"

@@ -1,4 +1,5 @@
-"""Test-wide settings: no test may reach the Hugging Face hub. The tiny study's shared run."""
+"""Test-wide settings: no test may reach the Hugging Face hub. The tiny study's shared run, and a
+fixture that keeps torch on one thread."""
 
 import os
 
@@ -15,3 +16,14 @@ def study(tmp_path_factory) -> dict:
     """A copy of the workflow, its full plan, and one complete run of the tiny study, shared by
     the workflow tests and the report's browser test (one run of about two minutes for both)."""
     return run_tiny_study(tmp_path_factory.mktemp("workflow"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one CPU thread during the test (tiny models: threads only add scheduling noise)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

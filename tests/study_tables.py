@@ -44,6 +44,7 @@ class StudyShape:
     ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     inverted: tuple[tuple[str, str], ...] = ()
     inverted_mappings: tuple[str, ...] = ("identity", "ridge", "linear")
+    optimised: tuple[tuple[str, str], ...] = ()  # layers the optimiser inverts
     edited: tuple[str, ...] = ("rot90", "swap_class")  # manipulations of the edits stage
 
 
@@ -63,6 +64,7 @@ DEFAULT_STUDY = StudyShape(
     ),
     inverted=(("cnn", "layer4"), ("vit", "blocks.3")),
     inverted_mappings=("identity", "spatial", "ridge", "linear", "transformer"),
+    optimised=(("cnn", "layer3"), ("cnn", "layer4"), ("vit", "blocks.2"), ("vit", "blocks.3")),
     edited=("hue60", "swap_class", "rot90"),
 )
 TINY_STUDY = StudyShape(
@@ -70,6 +72,7 @@ TINY_STUDY = StudyShape(
     manipulations=("rot90", "noise", "swap_class"),
     ranks=(1, 4),
     inverted=(("cnn", "layer3"),),
+    optimised=(("cnn", "layer2"), ("cnn", "layer3")),
 )
 
 
@@ -182,27 +185,30 @@ def _inversion_rows(shape: StudyShape, rng: np.random.Generator) -> list[dict]:
     references = (
         "reconstructed_original_vs_original",
         "reconstructed_manipulated_vs_manipulated",
+        "reconstructed_original_vs_conditioning",
         "pooled_original_vs_original",
         "perturbed_x1_vs_original",
-        "mean_image_vs_original",
-        "resized_original_vs_original",
     )
+    mapped = ("mapped_vs_manipulated", "mapped_vs_reconstructed_manipulated")
+    baselines = ("mean_image_vs_original", "resized_original_vs_original")
     rows = []
-    for backbone, layer in shape.inverted:
+    for backbone, layer in dict.fromkeys(shape.inverted + shape.optimised):
+        prefixes = [
+            p
+            for p, c in (("", shape.inverted), ("optimised_", shape.optimised))
+            if (backbone, layer) in c
+        ]
         for manipulation in shape.manipulations[:4]:
             base = dict(stage="inversion", backbone=backbone, layer=layer, split="test", n=64)
             base.update(manipulation=manipulation)
-            for metric in ("ssim", "top1_agreement"):
-                for comparison in references:
-                    rows.append(
-                        _row(
-                            **base, comparison=comparison, metric=metric, value=rng.uniform(0.5, 1)
-                        )
-                    )
+            for metric in ("ssim", "cosine_median", "top1_agreement"):
+                named = [p + c for p in prefixes for c in references]
+                for comparison in (*baselines, *named):
+                    value = rng.uniform(0.5, 1)
+                    rows.append(_row(**base, comparison=comparison, metric=metric, value=value))
                 for mapping in shape.inverted_mappings:
                     for comparison in (
-                        "mapped_vs_manipulated",
-                        "mapped_vs_reconstructed_manipulated",
+                        p + c.replace("_vs_r", f"_vs_{p}r") for p in prefixes for c in mapped
                     ):
                         value = rng.uniform(0.5, 1)
                         rows.append(

@@ -1,6 +1,7 @@
 """FeatInv: hint block, ControlNet wiring, training, checkpoints, sampling, bases and scores."""
 
 import dataclasses
+import functools
 
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before diffusers)
 
@@ -31,12 +32,7 @@ TINY_UNET = {
 CHANNELS = 5  # feature channels of the tiny "backbone layer"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_settings(**changes) -> ModelSettings:
@@ -489,25 +485,31 @@ class StubProbe:
         return grid, x.mean(axis=(2, 3))
 
 
-def test_inversion_scores_every_reconstruction_against_its_references():
-    model = build_model(dataclasses.replace(tiny_settings(), resolution=16), 3).eval()
-    randomise(model.hint.conv_out)
-    images = random_images(n=2, size=32)
+def stub_inputs(size: int, resolution: int) -> evaluate.InversionInputs:
+    """Two test images, their 2x2 feature grids, a vertical flip as the manipulation."""
+    images = random_images(n=2, size=size)
     rng = np.random.default_rng(0)
     original = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
-    job = evaluate.InversionInputs(
+    step = size // resolution
+    return evaluate.InversionInputs(
         original_images=images,
         manipulated_images=images[:, ::-1].copy(),
         original=original,
         manipulated=original[:, :, ::-1].copy(),
         original_logits=rng.standard_normal((2, 3)),
         manipulated_logits=rng.standard_normal((2, 3)),
-        mean_image=images.mean(axis=0).astype(np.uint8)[::2, ::2],
+        mean_image=images.mean(axis=0).astype(np.uint8)[::step, ::step],
     )
+
+
+def test_inversion_scores_every_reconstruction_against_its_references():
+    model = build_model(dataclasses.replace(tiny_settings(), resolution=16), 3).eval()
+    randomise(model.hint.conv_out)
+    job = stub_inputs(size=32, resolution=16)
     settings = evaluate.InvertSettings(n_images=2, perturbation_scales=(1.0,))
     inverter = evaluate.Inverter(
-        model,
-        SampleSettings(scheduler="ddim", steps=2),
+        functools.partial(sample, model, settings=SampleSettings(scheduler="ddim", steps=2)),
+        model.settings.resolution,
         StubProbe(),
         scores.LPIPS(hub_dir="/nonexistent"),
     )
@@ -548,3 +550,33 @@ def test_saved_reconstructions_must_belong_to_the_same_test_images(tmp_path):
     np.testing.assert_array_equal(loaded["original"], images["original"])
     with pytest.raises(ValueError, match="other test images"):
         evaluate.load_images(tmp_path / "images.safetensors", np.arange(4))
+
+
+def test_the_optimisers_rows_carry_its_prefix_and_compare_with_its_own_reconstructions():
+    job = stub_inputs(size=16, resolution=16)
+
+    def reconstruct(features):  # a stand-in inverter: each position's colour from its features
+        grid = (np.tanh(features) * 127 + 128).astype(np.uint8).transpose(0, 2, 3, 1)
+        return grid.repeat(8, axis=1).repeat(8, axis=2)
+
+    inverter = evaluate.Inverter(
+        reconstruct, 16, StubProbe(), scores.LPIPS(hub_dir="/nonexistent"), evaluate.OPTIMISED
+    )
+    settings = evaluate.InvertSettings(n_images=2, perturbation_scales=(1.0,))
+    base = dict(backbone="b", layer="l", manipulation="m")
+    rows, references = evaluate.invert_references(inverter, job, settings, base, baselines=False)
+    mapped_rows, mapped = evaluate.invert_mapping(
+        inverter, job, references, lambda x: x, settings, {**base, "mapping": "identity"}
+    )
+    assert set(mapped) == {"optimised_mapped", "optimised_pooled_mapped"}
+    assert {"optimised_reconstructed_original", "original", "mean_image"} <= set(references)
+    found = {row["comparison"] for row in rows + mapped_rows}
+    assert {
+        "optimised_reconstructed_original_vs_original",
+        "optimised_perturbed_x1_vs_optimised_reconstructed_original",
+        "optimised_mapped_vs_optimised_reconstructed_manipulated",
+        "optimised_pooled_mapped_vs_conditioning",
+        "optimised_mapped_vs_manipulated",
+    } <= found
+    # no floor or ceiling rows when FeatInv writes them for the cell
+    assert not any(c.startswith(("mean_image", "resized_original")) for c in found)

@@ -23,6 +23,7 @@ TABLE_FIGURES = (
     plots.plot_rank_curves,
     plots.plot_lens_summary,
     plots.plot_inversion_scores,
+    plots.plot_inverters,
     plots.plot_edit_probability,
 )
 # what the default and the tiny study draw of the figures made from stored artifacts
@@ -61,8 +62,10 @@ def test_every_artifact_figure_fits_a_page(study, tmp_path):
         filters, np.arange(n), fidelity, tmp_path / "filters.png", settings, "cnn · layer1"
     )
     images = rng.integers(0, 256, (8, side, side, 3), dtype=np.uint8)
-    references = {name: images for name, _ in plots.FEATINV_COLUMNS}
-    mapped = {f"mapping{i}": images for i in range(shape["mappings"])}
+    names = [name for name, _ in plots.FEATINV_COLUMNS]
+    references = {name: images for name in names + [f"optimised_{n}" for n in names[2:]]}
+    both = {"mapped": images, "optimised_mapped": images}
+    mapped = {f"mapping{i}": both for i in range(shape["mappings"])}
     title = "cnn · layer4: rot90"
     plots.plot_featinv_grid(
         references, mapped, tmp_path / "featinv.png", settings, title, shape["rows"]

@@ -109,6 +109,32 @@ def test_edit_cells_inputs_and_figures_follow_the_edits_section(tiny):
     assert none.edit_figures() == []
 
 
+def test_the_optimiser_inverts_its_own_subset_beside_featinv(tiny):
+    # layer2 has no FeatInv model: the optimiser alone, with the floor and ceiling rows
+    assert tiny.optimise_cells() == {
+        ("cnn", "layer2", "rot90"): ["identity", "ridge"],  # linear trains on layer3 only
+        ("cnn", "layer3", "rot90"): ["identity", "linear", "ridge"],
+    }
+    assert tiny.optimise_baselines("cnn", "layer2")
+    assert not tiny.optimise_baselines("cnn", "layer3")
+    assert set(tiny.reconstructions("cnn", "layer2", "rot90")) == {
+        "optimised_references",
+        "optimised_identity",
+        "optimised_ridge",
+    }
+    assert tiny.figure("inverters") in tiny.figures()
+    assert "layers" not in tiny.settings("featinv.optimise")
+
+    def subset(config):
+        config["featinv"]["optimise"].update(mappings=["ridge"], n_images=2)
+
+    small = _plan(subset)
+    assert list(small.optimise_cells().values()) == [["ridge"], ["ridge"]]
+    assert small.optimise_invert()["n_images"] == 2
+    assert small.settings("featinv.invert")["n_images"] == 4  # FeatInv's own
+    assert small.featinv_cells() == tiny.featinv_cells()
+
+
 def test_settings_hold_the_fields_of_their_dataclass(tiny):
     assert "images_per_shard" not in tiny.extraction("cnn")
     assert set(tiny.settings("lens")) >= {"budgets", "warp"}
@@ -139,6 +165,14 @@ def test_reordered_keys_plan_the_same_study():
     [
         (lambda c: c["featinv"].update(layers={"cnn": ["layer9"]}), "featinv.layers: cnn"),
         (lambda c: c["featinv"]["invert"].update(manipulations=["melt"]), "featinv.invert."),
+        (
+            lambda c: c["featinv"]["optimise"].update(layers={"cnn": ["layer9"]}),
+            "featinv.optimise.layers: cnn",
+        ),
+        (
+            lambda c: c["featinv"]["optimise"].update(mappings=["warp"]),
+            "featinv.optimise.mappings: ['warp']",
+        ),
         (lambda c: c["lens"].update(backbones=["resnet"]), "lens.backbones: ['resnet']"),
         (lambda c: c["filters"].update(backbones=["resnet"]), "filters.backbones: ['resnet']"),
         (lambda c: c["lens"].update(cases=[{"source": "cat", "target": "square"}]), "lens.cases"),

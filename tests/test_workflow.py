@@ -100,7 +100,24 @@ def test_full_run_writes_the_table_and_figures(study):
             mapped[mapped.metric == "ssim"].comparison
         )
     assert set(inversion.n) == {4}
-    for figure in ("inversion_scores.png", "featinv/cnn/layer3/rot90.png"):
+    # the optimiser beside FeatInv on layer3, and alone on layer2 (no FeatInv model there)
+    optimised = inversion[inversion.comparison.str.startswith("optimised_")]
+    for comparison in (
+        "optimised_reconstructed_original_vs_original",
+        "optimised_pooled_original_vs_optimised_reconstructed_original",
+        "optimised_mapped_vs_optimised_reconstructed_manipulated",
+    ):
+        assert "ssim" in set(optimised[optimised.comparison == comparison].metric)
+    assert set(optimised.mapping) == {"", "identity", "ridge", "linear"}
+    shallow = table[(table.stage == "inversion") & (table.layer == "layer2")]
+    assert {"optimised_mapped_vs_conditioning", "mean_image_vs_original"} <= set(shallow.comparison)
+    assert not shallow.comparison.str.startswith("reconstructed_").any()
+    for figure in (
+        "inversion_scores.png",
+        "inverters.png",
+        "featinv/cnn/layer3/rot90.png",
+        "featinv/cnn/layer2/rot90.png",
+    ):
         assert (results / "figures" / figure).stat().st_size > 0
     # every figure fits a page (test_plots.py checks the default study's shapes)
     for figure in (results / "figures").rglob("*.png"):
@@ -293,6 +310,11 @@ INPAINT = {"kind": "semantic", "editor": "inpaint", "model": "editors/sd", "prom
         (lambda c: c["featinv"]["sample"].update(scheduler="euler"), "scheduler"),
         (lambda c: c["featinv"]["model"].update(patch_size=3), "featinv.model.patch_size"),
         (lambda c: c["featinv"]["invert"].update(manipulations=["melt"]), "featinv.invert"),
+        (lambda c: c["featinv"]["optimise"].update(loss="l1"), "loss"),
+        (
+            lambda c: c["featinv"]["optimise"].update(layers={"cnn": ["layer9"]}),
+            "featinv.optimise.layers",
+        ),
         (lambda c: c["manipulations"].update(paint=INPAINT), "manipulations.paint: semantic"),
         (lambda c: c["editing"].update(offload="cpu"), "offload"),
         (lambda c: c["edits"].update(manipulations=["melt"]), "edits.manipulations"),
@@ -465,6 +487,7 @@ def test_a_generative_edit_study_runs_end_to_end(tmp_path):
         "featinv": yaml.safe_load(TINY.read_text())["featinv"] | {"layers": {"cnn": ["layer2"]}},
     }
     config["featinv"]["invert"] |= {"manipulations": ["blue"], "mappings": ["identity", "ridge"]}
+    config["featinv"]["optimise"] |= {"layers": {}}  # the optimiser is not this test's subject
     config["data"]["on_error"] = "skip"
     copy_workflow(tmp_path)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

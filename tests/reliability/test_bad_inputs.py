@@ -602,16 +602,23 @@ def _planned_rules(workdir: Path, config: dict) -> set[str]:
 def test_every_optional_stage_has_an_off_switch(tmp_path):
     """Issue 25: featinv.layers {} still trained FeatInv on every backbone's deepest layer."""
     copy_workflow(tmp_path)
-    optional = {"train_featinv", "invert_featinv", "lens", "decode_filters"}
+    optional = {"train_featinv", "invert_featinv", "optimise_mapping", "lens", "decode_filters"}
     assert optional <= _planned_rules(tmp_path, _tiny(lambda c: c["lens"].update(backbones=None)))
 
     def off(config):
         config["featinv"]["layers"] = {}
+        config["featinv"]["optimise"]["layers"] = {}
         config["lens"]["backbones"] = []
         config["filters"]["backbones"] = []
 
     planned = _planned_rules(tmp_path, _tiny(off))
-    assert not planned & {*optional, "invert_references", "lens_strips", "plot_lens"}
+    assert not planned & {
+        *optional,
+        "invert_references",
+        "optimise_references",
+        "lens_strips",
+        "plot_lens",
+    }
     assert {"fit_closed_form", "semantic_consistency"} <= planned
 
     def left_out(config):

@@ -35,9 +35,17 @@ What does not depend on the mapping (the references, the mean image, the reconst
 true features, the pooled original and the perturbations) is inverted once per (layer,
 manipulation) by `invert_references`, with an empty mapping column; `invert_mapping` adds one
 mapping's `mapped` and `pooled_mapped` reconstructions.
+
+Two inverters make reconstructions, scored by the same code: FeatInv (`open_inversion`) and the
+optimiser of `optimise` (`open_optimisation`), which needs no trained model. The inverter is a
+word of `comparison`: the optimiser's reconstructions carry the prefix `optimised_`, and a
+reconstruction it is compared with is its own, as in
+`optimised_mapped_vs_optimised_reconstructed_manipulated`; the floor and ceiling rows are the
+same for both and written once per cell.
 """
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 
@@ -50,6 +58,7 @@ from featlab import metrics
 from featlab.backbones import capture_layers, preprocess, to_grid
 from featlab.data.images import ImageStore
 from featlab.featinv.model import FeatInvModel
+from featlab.featinv.optimise import FeatureReader, OptimiseSettings, optimise
 from featlab.featinv.sample import SampleSettings, sample
 from featlab.featinv.scores import LPIPS, mse, ssim
 from featlab.featinv.train import images_to_tensor, tensor_to_images
@@ -124,6 +133,10 @@ def perturbed(inputs: InversionInputs, scale: float, seed: int) -> np.ndarray:
     return (inputs.original + noise).astype(np.float32)
 
 
+# The reconstructions' names, the words an inverter's prefix goes before.
+RECONSTRUCTIONS = ("reconstructed_", "mapped", "pooled_", "perturbed_")
+
+
 @dataclasses.dataclass(frozen=True)
 class Conditioning:
     """One reconstruction to make: what conditions it and what it is scored against."""
@@ -170,18 +183,31 @@ def mapped_plan(mapped: np.ndarray, settings: InvertSettings) -> dict[str, Condi
     return plan
 
 
+OPTIMISED = "optimised_"  # the optimiser's reconstructions: `optimised_mapped`, ...
+
+
 @dataclasses.dataclass
 class Inverter:
-    """A trained FeatInv model with what scores its reconstructions, loaded once per job."""
+    """An inverter of feature maps with what scores its reconstructions, loaded once per job.
 
-    model: FeatInvModel
-    sampling: SampleSettings
+    FeatInv's reconstructions keep the plain names (`mapped`); the optimiser's carry the prefix
+    OPTIMISED (`optimised_mapped`), and are compared with the optimiser's own reconstructions of
+    the true features (`optimised_mapped_vs_optimised_reconstructed_manipulated`).
+    """
+
+    reconstruct: Callable[[np.ndarray], np.ndarray]  # (N, C, h, w) -> uint8 (N, R, R, 3)
+    resolution: int  # R, the side of the reconstructions and of the reference images
     probe: BackboneProbe
     lpips: LPIPS
+    prefix: str = ""  # "" for FeatInv, OPTIMISED for the optimiser
+
+    def named(self, name: str) -> str:
+        """The table's name of a reconstruction or reference image of this inverter."""
+        return self.prefix + name if name.startswith(RECONSTRUCTIONS) else name
 
     def reference_images(self, inputs: InversionInputs) -> dict[str, np.ndarray]:
         """The original and manipulated images and the mean image at the model's resolution."""
-        size = self.model.settings.resolution
+        size = self.resolution
         images = {
             "original": tensor_to_images(images_to_tensor(inputs.original_images, size)),
             "manipulated": tensor_to_images(images_to_tensor(inputs.manipulated_images, size)),
@@ -198,8 +224,8 @@ class Inverter:
     ) -> tuple[list[dict], dict[str, np.ndarray]]:
         """Reconstruct every conditioning of `plan` and score it against its references.
 
-        Every reconstruction of image i starts from the same noise, so reconstructions differ
-        only through their conditioning.
+        Every reconstruction of image i starts from the same noise (FeatInv) or image (the
+        optimiser), so reconstructions differ only through their conditioning.
 
         Args:
             plan: Reconstructions to make, by name.
@@ -211,11 +237,12 @@ class Inverter:
             The metric rows (stage inversion, split test) and the reconstructions by name.
         """
         rows, reconstructions = [], {}
-        for name, conditioning in plan.items():
-            image = sample(self.model, conditioning.features, self.sampling)
+        for plain, conditioning in plan.items():
+            name = self.named(plain)
+            image = self.reconstruct(conditioning.features)
             reconstructions[name] = image
             known = {**images, **reconstructions}
-            references = {r: known[r] for r in conditioning.references}
+            references = {self.named(r): known[self.named(r)] for r in conditioning.references}
             rows += _image_rows(self.lpips, name, image, references)
             features, predicted = self.probe(image)
             target = conditioning.target.astype(np.float32)
@@ -260,6 +287,11 @@ def _image_rows(lpips: LPIPS, name: str, image: np.ndarray, references: dict) ->
     return rows
 
 
+# The feature and image stores of an inversion by role: `original`, `manipulated`,
+# `original_images`, `manipulated_images` (see `load_inputs`).
+StorePaths = dict[str, str | os.PathLike]
+
+
 def load_inputs(
     original: str | os.PathLike,
     manipulated: str | os.PathLike,
@@ -295,31 +327,21 @@ def load_inputs(
     return inputs, indices
 
 
-def open_inversion(
-    model: str | os.PathLike,
-    backbone: nn.Module,
-    layer: str,
-    stores: dict[str, str | os.PathLike],
-    sampling: SampleSettings,
-    n_images: int,
-) -> tuple[Inverter, InversionInputs, np.ndarray]:
-    """Load a FeatInv model, the backbone that scores its reconstructions, and the test inputs.
+def open_inputs(
+    backbone: nn.Module, layer: str, stores: StorePaths, n_images: int, resolution: int
+) -> tuple[BackboneProbe, InversionInputs, np.ndarray]:
+    """The backbone that scores reconstructions, the test inputs and their store indices.
 
     Args:
-        model: FeatInv model folder.
         backbone: The backbone that made the features (for cosine and top-1 agreement).
-        layer: The layer the model inverts.
+        layer: The layer inverted.
         stores: `original` and `manipulated` feature stores, `original_images` and
             `manipulated_images` image stores (see `load_inputs`).
-        sampling: How reconstructions are sampled.
         n_images: How many test images.
-
-    Returns:
-        The inverter, the inputs and the store indices of the test images.
+        resolution: The reconstructions' side (for the mean train image).
     """
     preprocessing = FeatureStore(stores["original"]).attrs["preprocessing"]
     probe = BackboneProbe(backbone, layer, preprocessing)
-    inverter = Inverter(FeatInvModel.from_pretrained(model), sampling, probe, LPIPS())
     inputs, indices = load_inputs(
         stores["original"],
         stores["manipulated"],
@@ -327,15 +349,81 @@ def open_inversion(
         stores["manipulated_images"],
         layer,
         n_images,
-        inverter.model.settings.resolution,
+        resolution,
+    )
+    return probe, inputs, indices
+
+
+def open_inversion(
+    model: str | os.PathLike,
+    backbone: nn.Module,
+    layer: str,
+    stores: StorePaths,
+    sampling: SampleSettings,
+    n_images: int,
+) -> tuple[Inverter, InversionInputs, np.ndarray]:
+    """Load a FeatInv model, the backbone that scores its reconstructions, and the test inputs.
+
+    Args:
+        model: FeatInv model folder.
+        backbone, layer, stores, n_images: As for `open_inputs`.
+        sampling: How reconstructions are sampled.
+
+    Returns:
+        The inverter, the inputs and the store indices of the test images.
+    """
+    featinv = FeatInvModel.from_pretrained(model)
+    resolution = featinv.settings.resolution
+    probe, inputs, indices = open_inputs(backbone, layer, stores, n_images, resolution)
+    inverter = Inverter(
+        functools.partial(sample, featinv, settings=sampling), resolution, probe, LPIPS()
     )
     return inverter, inputs, indices
 
 
+def open_optimisation(
+    backbone: nn.Module,
+    layer: str,
+    stores: StorePaths,
+    settings: OptimiseSettings,
+    n_images: int,
+    resolution: int,
+) -> tuple[Inverter, InversionInputs, np.ndarray]:
+    """The optimiser as an inverter, the backbone that it reads and scores with, and the inputs.
+
+    Args:
+        backbone, layer, stores, n_images: As for `open_inputs`.
+        settings: How the optimiser runs.
+        resolution: The optimised images' side (`featinv.model.resolution`, FeatInv's).
+
+    Returns:
+        The inverter, the inputs and the store indices of the test images.
+    """
+    probe, inputs, indices = open_inputs(backbone, layer, stores, n_images, resolution)
+    reader = FeatureReader(
+        probe.model, layer, probe.config["mean"], probe.config["std"], probe.input_size
+    )
+
+    def reconstruct(features: np.ndarray) -> np.ndarray:
+        return optimise(reader, features, inputs.mean_image, settings).images
+
+    return Inverter(reconstruct, resolution, probe, LPIPS(), OPTIMISED), inputs, indices
+
+
 def invert_references(
-    inverter: Inverter, inputs: InversionInputs, settings: InvertSettings, base: dict
+    inverter: Inverter,
+    inputs: InversionInputs,
+    settings: InvertSettings,
+    base: dict,
+    baselines: bool = True,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Invert what every mapping of a (layer, manipulation) is compared with, once.
+
+    Args:
+        inverter, inputs, settings: The inverter, the test inputs and the controls to add.
+        base: Columns every row carries.
+        baselines: Add the floor and ceiling rows (`mean_image`, `resized_original`); the
+            optimiser leaves them to FeatInv where both invert a cell, as they are the same.
 
     Returns:
         The metric rows (mapping column empty) and every image by name: the references, the
@@ -346,7 +434,9 @@ def invert_references(
     rows, reconstructions = inverter.invert_and_score(
         reference_plan(inputs, settings), images, logits, base
     )
-    return inverter.baseline_rows(images, inputs, base) + rows, {**images, **reconstructions}
+    if baselines:
+        rows = inverter.baseline_rows(images, inputs, base) + rows
+    return rows, {**images, **reconstructions}
 
 
 def invert_mapping(
@@ -397,3 +487,26 @@ def load_images(path: str | os.PathLike, indices: np.ndarray) -> dict[str, np.nd
             "delete it and rerun"
         )
     return images
+
+
+def load_grid(files: dict[str, str | os.PathLike]) -> tuple[dict, dict]:
+    """One cell's images for its grid figure, from the files of both inverters.
+
+    Args:
+        files: `references` (FeatInv's) and `optimised_references` (the optimiser's) image files
+            of `invert_references`, and each mapping's of `invert_mapping` by the mapping's name,
+            with the prefix OPTIMISED for the optimiser's (`ridge`, `optimised_ridge`).
+
+    Returns:
+        The reference images and reconstructions of the true features by name, and each
+        mapping's reconstructions by name (`mapped`, `optimised_mapped`, ...).
+    """
+    references, mapped = {}, {}
+    for key, path in files.items():
+        images = load_file(path)
+        images.pop("image_index")
+        if key in ("references", OPTIMISED + "references"):
+            references.update(images)
+        else:
+            mapped.setdefault(key.removeprefix(OPTIMISED), {}).update(images)
+    return references, mapped

@@ -51,7 +51,8 @@ def fit_closed_form(pair: FeaturePair, method: str, settings: ClosedFormSettings
         return fit_relative(pair, method.removesuffix("_relative"), settings)
     gram = None
     for x, y, _ in pair.blocks("train", settings.block_images):
-        gram = gram or GramAccumulator(x.shape[1], y.shape[1])
+        if gram is None:
+            gram = GramAccumulator(x.shape[1], y.shape[1])
         gram.update_maps(x, y)
     if gram is None:
         raise ValueError("the train split is empty")

@@ -6,7 +6,12 @@ share (`base`: settings, sizes, colours, legend, layer order, saving).
 
 from featlab.plots.base import PlotSettings
 from featlab.plots.edits import plot_edit_probability, plot_edit_strip
-from featlab.plots.featinv import FEATINV_COLUMNS, plot_featinv_grid, plot_inversion_scores
+from featlab.plots.featinv import (
+    FEATINV_COLUMNS,
+    plot_featinv_grid,
+    plot_inversion_scores,
+    plot_inverters,
+)
 from featlab.plots.featmap import (
     plot_cosine_by_layer,
     plot_linear_structure,
@@ -27,6 +32,7 @@ __all__ = [
     "plot_featinv_grid",
     "plot_filter_grid",
     "plot_inversion_scores",
+    "plot_inverters",
     "plot_lens_summary",
     "plot_linear_structure",
     "plot_rank_curves",

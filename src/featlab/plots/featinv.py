@@ -1,4 +1,5 @@
-"""FeatInv figures: reconstructions of test images, and their scores by comparison."""
+"""FeatInv figures: reconstructions of test images, their scores by comparison, and FeatInv
+against the optimisation inverter."""
 
 import os
 
@@ -7,8 +8,12 @@ import numpy as np
 import pandas as pd
 
 from featlab.plots.base import (
+    LABEL_SIZE,
+    TICK_SIZE,
     PlotSettings,
     colour_map,
+    layer_order,
+    legend_handles,
     panel_layers,
     save_figure,
     select_rows,
@@ -21,33 +26,52 @@ FEATINV_COLUMNS = (
     ("reconstructed_original", "recon. original"),
     ("reconstructed_manipulated", "recon. manipulated"),
 )
+# The inverters, by the prefix of their reconstructions' names (featinv.evaluate.OPTIMISED).
+INVERTERS = (("", "FeatInv"), ("optimised_", "optimiser"))
+GRID_WIDTH = 15.0  # inches at most: 1800 px at the default dpi
 
 
 def plot_featinv_grid(
     references: dict[str, np.ndarray],
-    mapped: dict[str, np.ndarray],
+    mapped: dict[str, dict[str, np.ndarray]],
     path: str | os.PathLike,
     settings: PlotSettings,
     title: str,
     rows: int = 6,
 ) -> None:
-    """FeatInv reconstructions of test images: original | manipulated | reconstruction of the
-    original and of the true manipulated features | reconstruction of each mapping's features.
+    """Reconstructions of test images by each inverter, side by side: original | manipulated |
+    FeatInv's then the optimiser's reconstruction of the original and of the true manipulated
+    features | each mapping's features, FeatInv's then the optimiser's. An inverter that did not
+    invert the cell has no columns.
 
     Args:
-        references: uint8 (N, R, R, 3) images by name (FEATINV_COLUMNS' names at least).
-        mapped: Each mapping's reconstructions, uint8 (N, R, R, 3), in column order.
+        references: uint8 (N, R, R, 3) images by name: `original`, `manipulated` and each
+            inverter's reconstructions of the true features (`reconstructed_original`,
+            `optimised_reconstructed_original`, ...).
+        mapped: Each mapping's reconstructions by name (`mapped`, `optimised_mapped`), in
+            column order.
         path: The PNG to write.
         settings: Looks.
         title: The figure's title.
         rows: Test images drawn (at most N).
     """
-    columns = [(references[name], label) for name, label in FEATINV_COLUMNS]
-    columns += [(images, f"mapped: {mapping}") for mapping, images in mapped.items()]
-    n = min(rows, len(references["original"]))
-    side = 0.45 * settings.panel_size
+    columns = [(references[name], label) for name, label in FEATINV_COLUMNS[:2]]
+    for name, label in FEATINV_COLUMNS[2:]:
+        columns += [
+            (references[prefix + name], f"{label}\n{inverter}")
+            for prefix, inverter in INVERTERS
+            if prefix + name in references
+        ]
+    for mapping, images in mapped.items():
+        columns += [
+            (images[prefix + "mapped"], f"mapped: {mapping}\n{inverter}")
+            for prefix, inverter in INVERTERS
+            if prefix + "mapped" in images
+        ]
+    n = min(rows, *(len(images) for images, _ in columns))  # the inverters may differ
+    side = min(0.45 * settings.panel_size, GRID_WIDTH / len(columns))
     fig, axes = plt.subplots(
-        n, len(columns), figsize=(side * len(columns), side * n + 0.5), squeeze=False
+        n, len(columns), figsize=(side * len(columns), side * n + 0.6), squeeze=False
     )
     for column, (images, label) in enumerate(columns):
         axes[0, column].set_title(label, fontsize=6)
@@ -96,7 +120,9 @@ def plot_inversion_scores(
     dashed line is the originals' own at the model's resolution, the ceiling.
     """
     rows = select_rows(table, "inversion", stage="inversion")
-    panels = panel_layers(rows)
+    featinv = rows[rows.comparison.str.startswith("reconstructed_")]  # not the optimiser's
+    inverted = set(zip(featinv.backbone, featinv.layer, strict=True))
+    panels = [panel for panel in panel_layers(rows) if panel in inverted]
     metric_names = ("ssim", "top1_agreement")
     fig, axes = plt.subplots(
         len(metric_names),
@@ -127,3 +153,75 @@ def plot_inversion_scores(
             ax.set_title(f"{backbone} · {layer}: {metric}", fontsize=8)
             ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path, settings)
+
+
+def plot_inverters(table: pd.DataFrame, path: str | os.PathLike, settings: PlotSettings) -> None:
+    """FeatInv against the optimiser by layer: one row per backbone, one column per score.
+
+    Bars: each inverter's reconstructions of the original features (plain) and of the mapped
+    features (hatched), the mean over manipulations (and mappings). Per layer, the dotted segment
+    is the mean train image (the floor) and the dashed one the originals at the reconstructions'
+    resolution (the ceiling), where the score has one.
+    """
+    rows = select_rows(table, "inverters", stage="inversion")
+    backbones = sorted(rows.backbone.unique())
+    scores = (
+        ("ssim", "original"),
+        ("cosine_median", "conditioning"),
+        ("top1_agreement", "original"),
+    )
+    fig, axes = plt.subplots(
+        len(backbones),
+        len(scores),
+        figsize=(1.4 * settings.panel_size * len(scores), settings.panel_size * len(backbones)),
+        squeeze=False,
+        layout="constrained",
+    )
+    colours = colour_map(label for _, label in INVERTERS)
+    for i, backbone in enumerate(backbones):
+        layers = layer_order(rows, backbone)
+        for j, (metric, reference) in enumerate(scores):
+            ax = axes[i, j]
+            panel = rows[(rows.backbone == backbone) & (rows.metric == metric)]
+            means = panel.groupby(["layer", "comparison"]).value.mean()
+            _inverter_bars(ax, means, layers, reference, colours)
+            for name, style in (("mean_image", ":"), ("resized_original", "--")):
+                for x, layer in enumerate(layers):
+                    if (layer, f"{name}_vs_{reference}") in means.index:
+                        value = means[(layer, f"{name}_vs_{reference}")]
+                        ax.hlines(value, x - 0.45, x + 0.45, color="black", linestyle=style)
+            ax.set_xticks(range(len(layers)), layers, fontsize=TICK_SIZE)
+            ax.set_xlim(-0.5, len(layers) - 0.5)
+            ax.set_ylim(0, 1.02)
+            ax.set_title(f"{backbone} · {metric} vs {reference}", fontsize=LABEL_SIZE)
+            ax.grid(axis="y", alpha=0.3)
+    handles = [
+        *legend_handles(colours),
+        plt.Rectangle((0, 0), 1, 1, fill=False, hatch="//", label="mapped features"),
+        plt.Line2D([], [], color="black", linestyle=":", label="mean image (floor)"),
+        plt.Line2D([], [], color="black", linestyle="--", label="resized original (ceiling)"),
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=TICK_SIZE, frameon=False)
+    save_figure(fig, path, settings)
+
+
+def _inverter_bars(
+    ax: plt.Axes, means: pd.Series, layers: list, reference: str, colours: dict
+) -> None:
+    """Four bars per layer: FeatInv and the optimiser on the original and the mapped features."""
+    mapped_reference = "manipulated" if reference == "original" else reference
+    kinds = (("reconstructed_original", reference, ""), ("mapped", mapped_reference, "//"))
+    for k, (prefix, inverter) in enumerate(INVERTERS):
+        for h, (name, against, hatch) in enumerate(kinds):
+            comparison = f"{prefix}{name}_vs_{against}"
+            x = [i for i, layer in enumerate(layers) if (layer, comparison) in means.index]
+            values = [means[(layers[i], comparison)] for i in x]
+            offset = (2 * h + k - 1.5) * 0.2
+            ax.bar(
+                np.array(x) + offset,
+                values,
+                width=0.2,
+                color=colours[inverter],
+                hatch=hatch,
+                edgecolor="white" if hatch else None,
+            )

@@ -72,10 +72,35 @@ def check_lens(study: "Study") -> None:
                 raise ValueError(f"lens.cases {name}: {key} is not one of {SHAPES_CLASSES}")
 
 
-def _stored_layers(study: "Study", key: str, chosen: dict[str, list[str]] | None) -> None:
-    """A {backbone: [layer, ...]} choice names stored layers of the study's backbones."""
+def check_featinv(study: "Study") -> None:
+    """The FeatInv and optimiser layers are stored layers, the inverted manipulations and mappings
+    exist, and the model's patch size and the sampler's guidance work (checks a job would make
+    only when it runs)."""
+    featinv = study.config["featinv"]
+    for key, chosen in (
+        ("featinv.layers", featinv["layers"]),
+        ("featinv.optimise.layers", featinv["optimise"]["layers"]),
+    ):
+        _stored_layers(study, key, chosen or {})
+    for section, key, known in (
+        ("invert", "manipulations", study.manipulations),
+        ("optimise", "manipulations", study.manipulations),
+        ("optimise", "mappings", study.config["mappings"]),
+    ):
+        unknown = set(featinv[section][key] or []) - set(known)
+        if unknown:
+            raise ValueError(f"featinv.{section}.{key}: {sorted(unknown)} are not {key}")
+    model = featinv["model"]
+    check_patch_size(model["base"], model["resolution"], model["patch_size"])
+    resolve_guidance(
+        model["base"], featinv["sample"]["guidance"], featinv["train"]["prompt_drop_prob"]
+    )
+
+
+def _stored_layers(study: "Study", key: str, chosen: dict[str, list[str]]) -> None:
+    """Each backbone -> layers of `chosen` names a stored layer of a backbone of the study."""
     backbones = study.config["backbones"]
-    for backbone, layers in (chosen or {}).items():
+    for backbone, layers in chosen.items():
         stored = backbones.get(backbone, {}).get("layers", [])
         unknown = [layer for layer in layers if layer not in stored]
         if backbone not in backbones or unknown:
@@ -83,22 +108,6 @@ def _stored_layers(study: "Study", key: str, chosen: dict[str, list[str]] | None
                 f"{key}: {backbone} {unknown or ''} is not a stored backbone layer; "
                 f"choose among backbones.{backbone}.layers"
             )
-
-
-def check_featinv(study: "Study") -> None:
-    """The FeatInv layers are stored layers, the inverted manipulations exist, and the model's
-    patch size and the sampler's guidance work (checks a job would make only when it runs)."""
-    featinv = study.config["featinv"]
-    _stored_layers(study, "featinv.layers", featinv["layers"])
-    wanted = featinv["invert"]["manipulations"] or []
-    unknown = set(wanted) - set(study.manipulations)
-    if unknown:
-        raise ValueError(f"featinv.invert.manipulations: {sorted(unknown)} are not manipulations")
-    model = featinv["model"]
-    check_patch_size(model["base"], model["resolution"], model["patch_size"])
-    resolve_guidance(
-        model["base"], featinv["sample"]["guidance"], featinv["train"]["prompt_drop_prob"]
-    )
 
 
 def check_edits(study: "Study") -> None:
@@ -110,7 +119,7 @@ def check_edits(study: "Study") -> None:
         raise ValueError(f"edits.manipulations: {unknown} are not manipulations of the study")
     if not section["manipulations"]:
         return
-    _stored_layers(study, "edits.layers", section["layers"])
+    _stored_layers(study, "edits.layers", section["layers"] or {})
     EditsSettings(**study.settings("edits"))  # names the key of a bad value
     for (backbone, layer, manipulation), mappings in study.edit_cells().items():
         if not mappings:

@@ -11,6 +11,7 @@ STAGES = (
     "filters",
     "featinv",
     "inversions",
+    "optimisations",
     "edits",
     "tables",
     "figures",
@@ -88,6 +89,10 @@ class StudyPaths:
     def inversion(self, backbone: str, layer: str, manipulation: str, *mapping: str) -> str:
         """A cell's references folder, or one mapping's inversions folder inside it."""
         return self.path("inversions", backbone, layer, manipulation, *mapping)
+
+    def optimisation(self, backbone: str, layer: str, manipulation: str, *mapping: str) -> str:
+        """The optimiser's references folder of a cell, or one mapping's folder inside it."""
+        return self.path("optimisations", backbone, layer, manipulation, *mapping)
 
     def edit(self, backbone: str, layer: str, manipulation: str, name: str = "") -> str:
         """A cell's folder of magnified edits, or a file in it."""

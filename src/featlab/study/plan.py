@@ -6,7 +6,7 @@ validated and filled in. It owns
 - the path scheme: one function per stage folder, and the log and benchmark paths derived from
   the path of what a job makes (`log`, `benchmark`);
 - the planned cells: which backbones, layers, manipulations and mappings each stage runs, the
-  FeatInv and lens cells, and the files every target rule collects;
+  FeatInv, optimiser and lens cells, and the files every target rule collects;
 - every cross-key check, run once at planning, each naming the key it is about;
 - each stage's settings, sliced from the config by the fields of that stage's settings dataclass
   (so a key that the stage does not read never reruns it);
@@ -25,6 +25,7 @@ from typing import Any
 from featlab import codehash
 from featlab.backbones import labels_match_head
 from featlab.data.sources import REQUIRED_SPLITS, survey
+from featlab.featinv.evaluate import OPTIMISED
 from featlab.geometry import spatial_op_of
 from featlab.manipulate.spec import EDITED_KINDS
 from featlab.mapping.fit import BASELINES
@@ -279,18 +280,46 @@ class Study(StudyPaths):
             chosen = {b: self.layers(b)[-1:] for b in self.backbones}
         return [(backbone, layer) for backbone, layers in chosen.items() for layer in layers]
 
-    def featinv_cells(self) -> dict[tuple[str, str, str], list[str]]:
-        """Every (backbone, layer, manipulation) to invert, with the mappings inverted there."""
-        wanted = self.config["featinv"]["invert"]
+    def optimise_layers(self) -> list[tuple[str, str]]:
+        """(backbone, layer) pairs the optimiser inverts: featinv.optimise.layers, which need no
+        FeatInv model; the FeatInv layers for null."""
+        chosen = self.config["featinv"]["optimise"]["layers"]
+        if chosen is None:
+            return self.featinv_layers()
+        return [(backbone, layer) for backbone, layers in chosen.items() for layer in layers]
+
+    def inversion_cells(
+        self, layers: list[tuple[str, str]], section: dict
+    ) -> dict[tuple[str, str, str], list[str]]:
+        """Every (backbone, layer, manipulation) of `layers` to invert, with the mappings inverted
+        there; `section` chooses the manipulations and mappings (null: all of them)."""
         return {
             (backbone, layer, manipulation): [
                 m
                 for m in self.mappings_for(manipulation, layer)
-                if wanted["mappings"] is None or m in wanted["mappings"]
+                if section["mappings"] is None or m in section["mappings"]
             ]
-            for backbone, layer in self.featinv_layers()
-            for manipulation in wanted["manipulations"] or self.manipulations
+            for backbone, layer in layers
+            for manipulation in section["manipulations"] or self.manipulations
         }
+
+    def featinv_cells(self) -> dict[tuple[str, str, str], list[str]]:
+        """The cells FeatInv inverts (featinv.invert chooses what)."""
+        return self.inversion_cells(self.featinv_layers(), self.config["featinv"]["invert"])
+
+    def optimise_cells(self) -> dict[tuple[str, str, str], list[str]]:
+        """The cells the optimiser inverts: featinv.optimise's manipulations and mappings, or
+        featinv.invert's where those are null."""
+        featinv = self.config["featinv"]
+        section = {
+            key: featinv["optimise"][key] or featinv["invert"][key]
+            for key in ("manipulations", "mappings")
+        }
+        return self.inversion_cells(self.optimise_layers(), section)
+
+    def optimise_baselines(self, backbone: str, layer: str) -> bool:
+        """Whether the optimiser writes the floor and ceiling rows: only where FeatInv does not."""
+        return (backbone, layer) not in self.featinv_layers()
 
     # 3. What the target rules collect.
     def metrics_files(self) -> list[str]:
@@ -319,15 +348,23 @@ class Study(StudyPaths):
             for b in self.lens_drivers
             for case in self.lens_cases
         ]
-        cells_inverted = self.featinv_cells()
-        references = [f"{self.inversion(*cell)}/metrics.json" for cell in cells_inverted]
-        mapped = [
-            f"{self.inversion(*cell, mapping)}/metrics.json"
-            for cell, mappings in cells_inverted.items()
-            for mapping in mappings
-        ]
+        inversions = []
+        for folder, inverted in self.inverters():
+            inversions += [f"{folder(*cell)}/metrics.json" for cell in inverted]
+            inversions += [
+                f"{folder(*cell, mapping)}/metrics.json"
+                for cell, mappings in inverted.items()
+                for mapping in mappings
+            ]
         edits = [self.edit(*cell, "metrics.json") for cell in self.edit_cells()]
-        return [*extraction, *cells, *layer_files, *filters, *lens, *references, *mapped, *edits]
+        return [*extraction, *cells, *layer_files, *filters, *lens, *inversions, *edits]
+
+    def inverters(self) -> list[tuple]:
+        """(folder function, planned cells) of each inverter: FeatInv's, then the optimiser's."""
+        return [
+            (self.inversion, self.featinv_cells()),
+            (self.optimisation, self.optimise_cells()),
+        ]
 
     def featmap_figures(self) -> list[str]:
         """The FeatMap analysis figures, when the study fits the affine map they draw."""
@@ -351,10 +388,10 @@ class Study(StudyPaths):
             for driver in self.lens_drivers:
                 figures += [*self.lens_figures(driver)["png"], *self.lens_figures(driver)["gif"]]
             figures.append(self.figure("lens_summary"))
-        cells = list(self.featinv_cells())
-        if cells:
-            figures += [self.figure("featinv", *cell) for cell in cells]
-            figures.append(self.figure("inversion_scores"))
+        featinv, optimised = self.featinv_cells(), self.optimise_cells()
+        figures += [self.figure("featinv", *cell) for cell in {**featinv, **optimised}]
+        figures += [self.figure("inversion_scores")] if featinv else []
+        figures += [self.figure("inverters")] if featinv or optimised else []
         return figures + self.edit_figures()
 
     def inversion_inputs(self, backbone: str, layer: str, manipulation: str) -> dict:
@@ -370,11 +407,15 @@ class Study(StudyPaths):
         )
 
     def reconstructions(self, backbone: str, layer: str, manipulation: str) -> dict[str, str]:
-        """The references of one inverted cell and each mapping's reconstructions."""
-        cell = (backbone, layer, manipulation)
-        files = {"references": f"{self.inversion(*cell)}/images.safetensors"}
-        for mapping in self.featinv_cells()[cell]:
-            files[mapping] = f"{self.inversion(*cell, mapping)}/images.safetensors"
+        """Each inverter's references of one cell and each mapping's reconstructions: keys
+        `references` and `{mapping}` for FeatInv, prefixed `optimised_` for the optimiser."""
+        cell, files = (backbone, layer, manipulation), {}
+        for prefix, (folder, cells) in zip(("", OPTIMISED), self.inverters(), strict=True):
+            if cell not in cells:
+                continue
+            files[f"{prefix}references"] = f"{folder(*cell)}/images.safetensors"
+            for mapping in cells[cell]:
+                files[prefix + mapping] = f"{folder(*cell, mapping)}/images.safetensors"
         return files
 
     # 3b. The edits stage: magnified learned edits of chosen cells (featlab.edits).
@@ -426,6 +467,12 @@ class Study(StudyPaths):
         for key in section.split("."):
             node = node[name if key == "*" else key]
         return settings_of(SETTINGS[section], node)
+
+    def optimise_invert(self) -> dict:
+        """featinv.invert's settings for the optimiser: its own n_images where set."""
+        settings = self.settings("featinv.invert")
+        n_images = self.config["featinv"]["optimise"]["n_images"]
+        return {**settings, "n_images": n_images or settings["n_images"]}
 
     def backbone(self, name: str) -> dict:
         """The backbone's section as featlab.backbones.BackboneSpec takes it."""

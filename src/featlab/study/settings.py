@@ -17,6 +17,7 @@ from featlab.edits.settings import EditSettings as EditsSettings
 from featlab.extract import ExtractSettings
 from featlab.featinv.evaluate import InvertSettings
 from featlab.featinv.model import ModelSettings
+from featlab.featinv.optimise import OptimiseSettings
 from featlab.featinv.sample import SampleSettings
 from featlab.featinv.train import TrainSettings as FeatInvTrainSettings
 from featlab.filters import FilterSettings
@@ -52,6 +53,7 @@ SETTINGS: dict[str, type] = {
     "featinv.train": FeatInvTrainSettings,
     "featinv.sample": SampleSettings,
     "featinv.invert": InvertSettings,
+    "featinv.optimise": OptimiseSettings,
     "edits": EditsSettings,
     "plots": PlotSettings,
 }
@@ -65,6 +67,7 @@ PLANNING_KEYS: dict[str, tuple[str, ...]] = {
     "lens": ("backbones", "cases"),
     "filters": ("backbones", "layers"),
     "featinv.invert": ("manipulations", "mappings"),
+    "featinv.optimise": ("layers", "manipulations", "mappings", "n_images"),
     "edits": ("manipulations", "layers", "mappings"),
 }
 # The sections that only plan the study (which cells, where the data lie): no dataclass reads them.
