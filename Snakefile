@@ -9,6 +9,7 @@
 #   filters/{backbone}/{layer}/                             decoded neuron filters, fidelity
 #   featinv/{backbone}/{layer}/                             FeatInv models (diffusers folders)
 #   inversions/{backbone}/{layer}/{manipulation}/[{mapping}/]  reconstructions and their scores
+#   edits/{backbone}/{layer}/{manipulation}/                magnified learned edits, read and inverted
 #   tables/metrics.csv, figures/                            the aggregated study
 #   provenance.json                                         config, code and package versions
 import sys
@@ -48,6 +49,7 @@ include: "rules/featmap.smk"
 include: "rules/lens.smk"
 include: "rules/filters.smk"
 include: "rules/featinv.smk"
+include: "rules/edits.smk"
 include: "rules/aggregate.smk"
 
 

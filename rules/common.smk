@@ -56,6 +56,7 @@ INVERSION_CELL = study.inversion("{backbone}", "{layer}", "{manipulation}")
 INVERSION_MAPPING = study.inversion("{backbone}", "{layer}", "{manipulation}", "{mapping}")
 OPTIMISATION_CELL = study.optimisation("{backbone}", "{layer}", "{manipulation}")
 OPTIMISATION_MAPPING = study.optimisation("{backbone}", "{layer}", "{manipulation}", "{mapping}")
+EDIT_CELL = study.edit("{backbone}", "{layer}", "{manipulation}")
 STRIPS = study.lens_figures("{backbone}")  # a lens driver's frame strips (png) and GIFs (gif)
 
 
@@ -158,3 +159,8 @@ def reconstructions_of(wildcards):
 
 def optimise_baselines_of(wildcards):
     return study.optimise_baselines(wildcards.backbone, wildcards.layer)
+
+
+def edit_inputs(wildcards):
+    """What an edits job of one cell reads: stores, weights, FeatInv model, map_{mapping} files."""
+    return study.edit_inputs(wildcards.backbone, wildcards.layer, wildcards.manipulation)

@@ -45,6 +45,7 @@ class StudyShape:
     inverted: tuple[tuple[str, str], ...] = ()
     inverted_mappings: tuple[str, ...] = ("identity", "ridge", "linear")
     optimised: tuple[tuple[str, str], ...] = ()  # layers the optimiser inverts
+    edited: tuple[str, ...] = ("rot90", "swap_class")  # manipulations of the edits stage
 
 
 DEFAULT_STUDY = StudyShape(
@@ -64,6 +65,7 @@ DEFAULT_STUDY = StudyShape(
     inverted=(("cnn", "layer4"), ("vit", "blocks.3")),
     inverted_mappings=("identity", "spatial", "ridge", "linear", "transformer"),
     optimised=(("cnn", "layer3"), ("cnn", "layer4"), ("vit", "blocks.2"), ("vit", "blocks.3")),
+    edited=("hue60", "swap_class", "rot90"),
 )
 TINY_STUDY = StudyShape(
     layers={"cnn": ("layer2", "layer3"), "vit": ("blocks.1",)},
@@ -221,11 +223,29 @@ def _inversion_rows(shape: StudyShape, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
+def _edit_rows(shape: StudyShape, rng: np.random.Generator) -> list[dict]:
+    """Target probabilities of the edits stage on each inverted layer (its default cells)."""
+    names = [f"{kind}_x{a:g}" for kind in ("extrapolated", "perturbed") for a in (-1, 0.5, 1, 2)]
+    names += [f"reconstructed_{name}" for name in names] + ["truncated_k1"]
+    rows = []
+    for backbone, layer in shape.inverted:
+        for manipulation in shape.edited:
+            base = dict(stage="edits", backbone=backbone, layer=layer, manipulation=manipulation)
+            base.update(split="test", metric="target_probability", n=64)
+            for name in ("original", "manipulated"):
+                rows.append(_row(**base, comparison=name, value=rng.uniform(0, 1)))
+            for mapping in ("ridge", "linear"):
+                for name in names:
+                    value = rng.uniform(0, 1)
+                    rows.append(_row(**base, mapping=mapping, comparison=name, value=value))
+    return rows
+
+
 def synthetic_table(shape: StudyShape, seed: int = 0) -> pd.DataFrame:
     """A metrics table of every stage a figure is drawn from, read back as the scripts read it."""
     rng = np.random.default_rng(seed)
     rows = _mapping_rows(shape, rng) + _analysis_rows(shape, rng)
-    rows += _lens_rows(rng) + _inversion_rows(shape, rng)
+    rows += _lens_rows(rng) + _inversion_rows(shape, rng) + _edit_rows(shape, rng)
     table = pd.DataFrame(rows, columns=list(COLUMNS)).assign(study="synthetic")
     # as the workflow scripts read metrics.csv: empty strings are missing values
     return table.replace("", np.nan)

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from featlab.manipulate.editors import EditSettings
 from featlab.mapping.fit import BASELINES, CLOSED_FORM
-from featlab.mapping.models import TRAINED
+from featlab.mapping.models import AFFINE, TRAINED
 from featlab.schema import config_error
 from featlab.study.settings import (
     PLANNING_KEYS,
@@ -169,3 +169,6 @@ def test_the_mapping_names_are_the_librarys():
     kinds = [*BASELINES, *CLOSED_FORM, *TRAINED]
     assert len(kinds) == len(set(kinds))
     assert configurable == set(kinds) == set(MAPPINGS)
+    # the edits stage magnifies the affine maps (a trained additive map is one too)
+    edited = schema["properties"]["edits"]["properties"]["mappings"]["items"]["enum"]
+    assert set(edited) == {*AFFINE, "additive"}

@@ -165,6 +165,7 @@ def test_a_held_layer_reads_as_from_disk_within_its_budget(tmp_path, images):
     layer, other = RESNET.layers[:2]
     on_disk = {name: store.read(name) for name in (layer, other)}
     order = np.array([12, 0, 7, 5, 6, 11])
+
     def size(name):
         return math.prod(store.layer(name).shape) * store.layer(name).dtype.itemsize
 

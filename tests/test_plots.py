@@ -24,6 +24,7 @@ TABLE_FIGURES = (
     plots.plot_lens_summary,
     plots.plot_inversion_scores,
     plots.plot_inverters,
+    plots.plot_edit_probability,
 )
 # what the default and the tiny study draw of the figures made from stored artifacts
 ARTIFACT_SHAPES = {
@@ -69,7 +70,17 @@ def test_every_artifact_figure_fits_a_page(study, tmp_path):
     plots.plot_featinv_grid(
         references, mapped, tmp_path / "featinv.png", settings, title, shape["rows"]
     )
-    for name in ("strip", "filters", "featinv"):
+    edits = {name: images[: shape["rows"]] for name in ("original", "manipulated")}
+    edits["reconstructed_manipulated"] = edits["original"]
+    for mapping in ("ridge", "linear"):
+        for name in ("extrapolated_x-1", "extrapolated_x0", "extrapolated_x0.5", "extrapolated_x1"):
+            edits[f"{mapping}/{name}"] = edits["original"]
+        for name in ("extrapolated_x1.5", "extrapolated_x2", "extrapolated_x3", "truncated_k1"):
+            edits[f"{mapping}/{name}"] = edits["original"]
+        for name in ("truncated_k4", "truncated_k16", "perturbed_x-1", "feature_lens_x2"):
+            edits[f"{mapping}/{name}"] = edits["original"]
+    plots.plot_edit_strip(edits, tmp_path / "edits.png", settings, title)
+    for name in ("strip", "filters", "featinv", "edits"):
         assert_fits(tmp_path / f"{name}.png")
 
 

@@ -109,6 +109,43 @@ def test_a_cell_fit_carries_its_settings_and_spatial_op(tiny):
     assert tiny.fit("rot90", "ridge")["settings"]["gamma"] == 1.0
 
 
+def test_edit_cells_inputs_and_figures_follow_the_edits_section(tiny):
+    # the trained linear map only where trained_subset fits it (rot90, layer3); ridge everywhere
+    assert tiny.edit_cells() == {
+        ("cnn", "layer3", "rot90"): ["ridge", "linear"],
+        ("cnn", "layer3", "swap_class"): ["ridge"],
+        ("vit", "blocks.1", "rot90"): ["ridge"],
+        ("vit", "blocks.1", "swap_class"): ["ridge"],
+    }
+    inputs = tiny.edit_inputs("cnn", "layer3", "rot90")
+    assert inputs["map_linear"] == tiny.map_file("cnn", "layer3", "rot90", "linear")
+    assert inputs["featinv"] == f"{tiny.featinv('cnn', 'layer3')}/model"
+    assert tiny.edit_inputs("vit", "blocks.1", "rot90")["featinv"] == []  # no FeatInv model
+    # a strip where the layer is inverted, the probability figure, a metrics file per cell
+    strips = [tiny.figure("edits", "cnn", "layer3", m) for m in ("rot90", "swap_class")]
+    assert tiny.edit_figures() == [*strips, tiny.figure("edit_probability")]
+    assert set(tiny.edit_figures()) <= set(tiny.figures())
+    edits = {tiny.edit(*cell, "metrics.json") for cell in tiny.edit_cells()}
+    assert edits <= set(tiny.metrics_files())
+    assert (
+        tiny.log(tiny.edit("cnn", "layer3", "rot90"))
+        == "results/tiny/logs/edits/cnn/layer3/rot90.log"
+    )
+    assert set(tiny.settings("edits")) == {
+        "alphas",
+        "ranks",
+        "n_images",
+        "invert_images",
+        "direction_images",
+        "seed",
+        "batch_size",
+    }
+    # without edits.manipulations (the default) the stage plans nothing
+    none = _plan(lambda c: c.pop("edits"))
+    assert none.edit_cells() == {}
+    assert none.edit_figures() == []
+
+
 def test_the_optimiser_inverts_its_own_subset_beside_featinv(tiny):
     # layer2 has no FeatInv model: the optimiser alone, with the floor and ceiling rows
     assert tiny.optimise_cells() == {
@@ -178,6 +215,10 @@ def test_reordered_keys_plan_the_same_study():
         (lambda c: c["lens"].update(cases=[{"source": "cat", "target": "square"}]), "lens.cases"),
         (lambda c: c["featinv"]["model"].update(patch_size=3), "featinv.model.patch_size"),
         (lambda c: c["manipulations"]["noise"].update(sigma=0), "manipulations.noise: "),
+        (lambda c: c["edits"].update(manipulations=["melt"]), "edits.manipulations: ['melt']"),
+        (lambda c: c["edits"].update(layers={"cnn": ["layer9"]}), "edits.layers: cnn"),
+        (lambda c: c["edits"].update(invert_images=99), "edits.invert_images=99"),
+        (lambda c: c["edits"].update(mappings=["linear"]), "edits.mappings: none of"),
     ],
 )
 def test_a_cross_key_error_stops_planning_naming_the_key(edit, message):

@@ -173,6 +173,42 @@ def test_every_semantic_row_depends_on_what_the_mapping_maps(study):
     assert value["identity"] < 1e-6 < value["ridge"]
 
 
+def test_edits_read_magnified_edits_and_agree_with_semantic_consistency_at_alpha_one(study):
+    results = study["dir"] / "results" / "tiny"
+    table = pd.read_csv(results / "tables" / "metrics.csv", keep_default_na=False)
+    edits = table[table.stage == "edits"]
+    cells = set(zip(edits.backbone, edits.layer, edits.manipulation, strict=True))
+    assert cells == {
+        (b, layer, m)
+        for b, layer in (("cnn", "layer3"), ("vit", "blocks.1"))
+        for m in ("rot90", "swap_class")
+    }
+    # the trained linear map where it is fitted (rot90, layer3), ridge everywhere
+    assert set(edits[edits.layer == "layer3"].mapping) == {"", "ridge", "linear"}
+    assert set(edits[edits.manipulation == "swap_class"].mapping) == {"", "ridge"}
+    # alpha = 1 is the mapping: its agreement with the manipulated images is semantic
+    # consistency's on the same test images
+    agreement = edits[edits.comparison == "extrapolated_x1_vs_manipulated"]
+    semantic = table[(table.stage == "mapping") & (table.comparison == "mapped_vs_manipulated")]
+    semantic = semantic[semantic.metric == "top1_agreement"]
+    for row in agreement[agreement.metric == "top1_agreement"].itertuples():
+        mine = semantic[(semantic.backbone == row.backbone) & (semantic.layer == row.layer)]
+        mine = mine[(mine.manipulation == row.manipulation) & (mine.mapping == row.mapping)]
+        assert mine.value.item() == pytest.approx(row.value)
+        assert mine.n.item() == row.n
+    # every alpha, rank and control is read; FeatInv inverts them where the layer has a model
+    ridge = edits[(edits.manipulation == "swap_class") & (edits.mapping == "ridge")]
+    wanted = {"extrapolated_x-1", "extrapolated_x2", "truncated_k1", "perturbed_x2"}
+    assert wanted <= set(ridge[ridge.metric == "target_probability"].comparison)
+    inverted = ridge[ridge.comparison.str.startswith("reconstructed_")]
+    assert set(inverted.layer) == {"layer3"}
+    # the gradient lens where the grid reaches the output (not the tiny ViT's last block)
+    lens = ridge[ridge.comparison == "feature_lens_x2"]
+    assert set(lens.layer) == {"layer3"}
+    assert (results / "figures" / "edits" / "cnn" / "layer3" / "swap_class.png").is_file()
+    assert (results / "figures" / "edit_probability.png").stat().st_size > 0
+
+
 def test_second_run_has_nothing_to_do(study):
     assert planned_jobs(study["dir"]) == []
 
@@ -329,6 +365,10 @@ INPAINT = {"kind": "semantic", "editor": "inpaint", "model": "editors/sd", "prom
         ),
         (lambda c: c["manipulations"].update(paint=INPAINT), "manipulations.paint: semantic"),
         (lambda c: c["editing"].update(offload="cpu"), "offload"),
+        (lambda c: c["edits"].update(manipulations=["melt"]), "edits.manipulations"),
+        (lambda c: c["edits"].update(layers={"cnn": ["layer9"]}), "edits.layers"),
+        (lambda c: c["edits"].update(invert_images=99), "edits.invert_images"),
+        (lambda c: c["edits"].update(mappings=["mlp"]), "mappings"),
     ],
 )
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, edit, key):

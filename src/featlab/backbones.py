@@ -500,6 +500,7 @@ def forward_from_layer(
     maps: torch.Tensor,
     prefix: torch.Tensor | None = None,
     input_size: tuple[int, int] | None = None,
+    grad: bool = False,
 ) -> torch.Tensor:
     """Logits of the model when the output of `layer` is replaced by the feature maps `maps`.
 
@@ -518,6 +519,8 @@ def forward_from_layer(
             `to_grid` returns them; needed when the layer outputs tokens and P > 0.
         input_size: (height, width) of the images the features came from; by default the grid
             times the layer's reduction in `model.feature_info`.
+        grad: Keep the graph, so that gradients reach `maps` (and `prefix`); by default the pass
+            runs in inference mode.
 
     Returns:
         Logits (B, classes), float32.
@@ -544,7 +547,7 @@ def forward_from_layer(
 
     handle = dict(model.named_modules())[layer].register_forward_hook(replace)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(not grad):
             return model(placeholder).float()
     finally:
         handle.remove()

@@ -27,7 +27,7 @@ COLUMNS = (
     "value",
     "n",
 )
-STAGES = ("classifier", "mapping", "analysis", "inversion", "lens", "filters")
+STAGES = ("classifier", "mapping", "analysis", "inversion", "lens", "filters", "edits")
 MAPPINGS = (
     "identity",
     "spatial",

@@ -602,7 +602,14 @@ def _planned_rules(workdir: Path, config: dict) -> set[str]:
 def test_every_optional_stage_has_an_off_switch(tmp_path):
     """Issue 25: featinv.layers {} still trained FeatInv on every backbone's deepest layer."""
     copy_workflow(tmp_path)
-    optional = {"train_featinv", "invert_featinv", "optimise_mapping", "lens", "decode_filters"}
+    optional = {
+        "train_featinv",
+        "invert_featinv",
+        "optimise_mapping",
+        "lens",
+        "decode_filters",
+        "edit_features",
+    }
     assert optional <= _planned_rules(tmp_path, _tiny(lambda c: c["lens"].update(backbones=None)))
 
     def off(config):
@@ -610,6 +617,7 @@ def test_every_optional_stage_has_an_off_switch(tmp_path):
         config["featinv"]["optimise"]["layers"] = {}
         config["lens"]["backbones"] = []
         config["filters"]["backbones"] = []
+        config["edits"]["manipulations"] = []
 
     planned = _planned_rules(tmp_path, _tiny(off))
     assert not planned & {
@@ -618,11 +626,13 @@ def test_every_optional_stage_has_an_off_switch(tmp_path):
         "optimise_references",
         "lens_strips",
         "plot_lens",
+        "plot_edit_strip",
+        "plot_edit_probability",
     }
     assert {"fit_closed_forms", "semantic_consistency"} <= planned
 
     def left_out(config):
-        for section in ("featinv", "lens", "filters"):
+        for section in ("featinv", "lens", "filters", "edits"):
             config.pop(section)
 
     assert not _planned_rules(tmp_path, _tiny(left_out)) & optional

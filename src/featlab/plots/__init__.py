@@ -1,10 +1,11 @@
 """Figures of the study, drawn from the metrics table and stored artifacts alone.
 
-One module per stage's figures (`featmap`, `filters`, `lens`, `featinv`) over what they share
-(`base`: settings, sizes, colours, legend, layer order, saving).
+One module per stage's figures (`featmap`, `filters`, `lens`, `featinv`, `edits`) over what they
+share (`base`: settings, sizes, colours, legend, layer order, saving).
 """
 
 from featlab.plots.base import PlotSettings
+from featlab.plots.edits import plot_edit_probability, plot_edit_strip
 from featlab.plots.featinv import (
     FEATINV_COLUMNS,
     plot_featinv_grid,
@@ -26,6 +27,8 @@ __all__ = [
     "PlotSettings",
     "draw_strip",
     "plot_cosine_by_layer",
+    "plot_edit_probability",
+    "plot_edit_strip",
     "plot_featinv_grid",
     "plot_filter_grid",
     "plot_inversion_scores",

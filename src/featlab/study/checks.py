@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from featlab.backbones import BackboneSpec, check_backbone
 from featlab.data.shapes import CLASSES as SHAPES_CLASSES
+from featlab.edits.settings import EditSettings as EditsSettings
 from featlab.featinv.settings import check_patch_size, resolve_guidance
 from featlab.manipulate.spec import check_spec
 
@@ -23,6 +24,7 @@ def check_study(study: "Study", backbones: bool = True) -> None:
     check_filters(study)
     check_lens(study)
     check_featinv(study)
+    check_edits(study)
 
 
 def check_manipulations(config: dict) -> None:
@@ -105,4 +107,23 @@ def _stored_layers(study: "Study", key: str, chosen: dict[str, list[str]]) -> No
             raise ValueError(
                 f"{key}: {backbone} {unknown or ''} is not a stored backbone layer; "
                 f"choose among backbones.{backbone}.layers"
+            )
+
+
+def check_edits(study: "Study") -> None:
+    """The edited manipulations exist, the layers are stored, the settings hold, and each cell
+    fits at least one of edits.mappings."""
+    section = study.config["edits"]
+    unknown = sorted(set(section["manipulations"]) - set(study.manipulations))
+    if unknown:
+        raise ValueError(f"edits.manipulations: {unknown} are not manipulations of the study")
+    if not section["manipulations"]:
+        return
+    _stored_layers(study, "edits.layers", section["layers"] or {})
+    EditsSettings(**study.settings("edits"))  # names the key of a bad value
+    for (backbone, layer, manipulation), mappings in study.edit_cells().items():
+        if not mappings:
+            raise ValueError(
+                f"edits.mappings: none of {section['mappings']} is fitted on {backbone} {layer} "
+                f"{manipulation}; add one to mappings (or featmap.trained_subset)"
             )

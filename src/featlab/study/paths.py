@@ -12,6 +12,7 @@ STAGES = (
     "featinv",
     "inversions",
     "optimisations",
+    "edits",
     "tables",
     "figures",
 )
@@ -92,6 +93,10 @@ class StudyPaths:
     def optimisation(self, backbone: str, layer: str, manipulation: str, *mapping: str) -> str:
         """The optimiser's references folder of a cell, or one mapping's folder inside it."""
         return self.path("optimisations", backbone, layer, manipulation, *mapping)
+
+    def edit(self, backbone: str, layer: str, manipulation: str, name: str = "") -> str:
+        """A cell's folder of magnified edits, or a file in it."""
+        return self.path("edits", backbone, layer, manipulation, *filter(None, [name]))
 
     def table(self) -> str:
         return self.path("tables", "metrics.csv")

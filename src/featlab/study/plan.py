@@ -309,7 +309,11 @@ class Study(StudyPaths):
     def featinv_layers(self) -> list[tuple[str, str]]:
         """(backbone, layer) pairs that get a FeatInv model: the configured ones, each backbone's
         deepest for null, none for {} (the default)."""
-        chosen = self.config["featinv"]["layers"]
+        return self.chosen_layers(self.config["featinv"]["layers"])
+
+    def chosen_layers(self, chosen: dict[str, list[str]] | None) -> list[tuple[str, str]]:
+        """(backbone, layer) pairs of a {backbone: [layer, ...]} choice; each backbone's deepest
+        layer for null."""
         if chosen is None:
             chosen = {b: self.layers(b)[-1:] for b in self.backbones}
         return [(backbone, layer) for backbone, layers in chosen.items() for layer in layers]
@@ -394,7 +398,8 @@ class Study(StudyPaths):
                 for cell, mappings in inverted.items()
                 for mapping in mappings
             ]
-        return [*extraction, *cells, *layer_files, *filters, *lens, *inversions]
+        edits = [self.edit(*cell, "metrics.json") for cell in self.edit_cells()]
+        return [*extraction, *cells, *layer_files, *filters, *lens, *inversions, *edits]
 
     def inverters(self) -> list[tuple]:
         """(folder function, planned cells) of each inverter: FeatInv's, then the optimiser's."""
@@ -429,7 +434,7 @@ class Study(StudyPaths):
         figures += [self.figure("featinv", *cell) for cell in {**featinv, **optimised}]
         figures += [self.figure("inversion_scores")] if featinv else []
         figures += [self.figure("inverters")] if featinv or optimised else []
-        return figures
+        return figures + self.edit_figures()
 
     def inversion_inputs(self, backbone: str, layer: str, manipulation: str) -> dict:
         """What an inversion of one cell reads: the FeatInv model, the original and manipulated
@@ -454,6 +459,46 @@ class Study(StudyPaths):
             for mapping in cells[cell]:
                 files[prefix + mapping] = f"{folder(*cell, mapping)}/images.safetensors"
         return files
+
+    # 3b. The edits stage: magnified learned edits of chosen cells (featlab.edits).
+    def edit_cells(self) -> dict[tuple[str, str, str], list[str]]:
+        """Every (backbone, layer, manipulation) whose edits are studied, with the mappings of
+        edits.mappings fitted there; none without edits.manipulations (the default)."""
+        section = self.config["edits"]
+        if not section["manipulations"]:
+            return {}
+        return {
+            (backbone, layer, manipulation): [
+                m for m in section["mappings"] if m in self.mappings_for(manipulation, layer)
+            ]
+            for backbone, layer in self.chosen_layers(section["layers"])
+            for manipulation in section["manipulations"]
+        }
+
+    def edit_inputs(self, backbone: str, layer: str, manipulation: str) -> dict:
+        """What an edits job reads: the stores, the backbone's pipeline-made weights, the layer's
+        FeatInv model where it has one (its edits are then inverted too), and map_{mapping}: the
+        map of each of the cell's mappings."""
+        cell = (backbone, layer, manipulation)
+        inverted = (backbone, layer) in self.featinv_layers()
+        return dict(
+            original=self.features(backbone, "original"),
+            manipulated=self.features(backbone, manipulation),
+            original_images=self.images("original"),
+            manipulated_images=self.images(manipulation),
+            weights=self.weights(backbone) or [],
+            featinv=f"{self.featinv(backbone, layer)}/model" if inverted else [],
+            **{f"map_{m}": self.map_file(*cell, m) for m in self.edit_cells()[cell]},
+        )
+
+    def edit_figures(self) -> list[str]:
+        """A strip per inverted cell, and the probability against alpha; none without cells."""
+        cells = self.edit_cells()
+        if not cells:
+            return []
+        inverted = self.featinv_layers() if self.config["edits"]["invert_images"] else []
+        strips = [self.figure("edits", *cell) for cell in cells if cell[:2] in inverted]
+        return [*strips, self.figure("edit_probability")]
 
     # 4. Settings: each stage's part of the config, sliced by its settings dataclass.
     def settings(self, section: str, name: str | None = None) -> dict:

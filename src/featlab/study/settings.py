@@ -13,6 +13,7 @@ from typing import Any
 from featlab.backbones import BackboneSpec
 from featlab.classifier import TrainSettings as ClassifierTrainSettings
 from featlab.data.shapes import ShapesSettings
+from featlab.edits.settings import EditSettings as EditsSettings
 from featlab.extract import ExtractSettings
 from featlab.featinv.evaluate import InvertSettings
 from featlab.featinv.model import ModelSettings
@@ -53,6 +54,7 @@ SETTINGS: dict[str, type] = {
     "featinv.sample": SampleSettings,
     "featinv.invert": InvertSettings,
     "featinv.optimise": OptimiseSettings,
+    "edits": EditsSettings,
     "plots": PlotSettings,
 }
 # The keys of those sections that plan the study rather than set how a stage runs: the workflow
@@ -66,6 +68,7 @@ PLANNING_KEYS: dict[str, tuple[str, ...]] = {
     "filters": ("backbones", "layers"),
     "featinv.invert": ("manipulations", "mappings"),
     "featinv.optimise": ("layers", "manipulations", "mappings", "n_images"),
+    "edits": ("manipulations", "layers", "mappings"),
 }
 # The sections that only plan the study (which cells, where the data lie): no dataclass reads them.
 PLANNING_SECTIONS = (

@@ -1,0 +1,27 @@
+"""Magnify, truncate and perturb one cell's learned edits; read them with the backbone, invert
+them with FeatInv where the layer has a model."""
+
+import sys
+
+from featlab.backbones import BackboneSpec, build_backbone
+from featlab.edits.readings import edit_cell, open_inverter, save_images
+from featlab.edits.settings import EditSettings
+from featlab.featinv.sample import SampleSettings
+from featlab.io import write_json
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
+
+w, inputs, params = snakemake.wildcards, snakemake.input, snakemake.params
+settings = EditSettings(**params.edits, threads=snakemake.threads)
+model = build_backbone(BackboneSpec(**params.backbone), inputs.weights or None)
+inverter = None
+if inputs.featinv:
+    sampling = SampleSettings(**params.sample, threads=snakemake.threads)
+    inverter = open_inverter(inputs.featinv, model, w.layer, inputs.original, sampling)
+maps = {key.removeprefix("map_"): path for key, path in inputs.items() if key.startswith("map_")}
+base = dict(backbone=w.backbone, layer=w.layer, manipulation=w.manipulation)
+rows, images, indices = edit_cell(
+    model, w.layer, inputs, maps, settings, params.labels_match, base, inverter
+)
+write_json(snakemake.output.metrics, rows)
+save_images(snakemake.output.images, images, indices)
