@@ -17,7 +17,6 @@ the input dtype, without materialising float64 copies of whole feature maps.
 import math
 
 import numpy as np
-import scipy.special
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -195,6 +194,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2:
         raise ValueError(f"logits must be (N, K), got shape {logits.shape}")
+    import scipy.special  # here: a mapping job, which scores features only, never pays for it
+
     return scipy.special.softmax(logits, axis=1)
 
 
@@ -240,6 +241,8 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2:
         raise ValueError(f"logits must be (N, K), got shape {logits.shape}")
+    import scipy.special  # here: a mapping job, which scores features only, never pays for it
+
     return scipy.special.log_softmax(logits, axis=1)
 
 

@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 import zarr
 from zarr.errors import ZarrUserWarning
 
@@ -160,6 +159,8 @@ def _as_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if values.dtype == dtype:
         return values
     if values.dtype == np.float32 and dtype == np.float16:
+        import torch  # here: a job that only reads stores (a closed-form fit) never imports torch
+
         return torch.from_numpy(np.ascontiguousarray(values)).to(torch.float16).numpy()
     return values.astype(dtype)
 

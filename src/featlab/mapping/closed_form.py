@@ -17,7 +17,6 @@ import dataclasses
 import warnings
 
 import numpy as np
-import scipy.linalg
 
 
 def feature_rows(maps: np.ndarray) -> np.ndarray:
@@ -262,6 +261,8 @@ def solve_ridge(acc: GramAccumulator, gamma: float = 1.0, standardised: bool = F
     mean_x, mean_y = acc.means()
     penalty = np.diag(sxx) / acc.n if standardised else np.ones(acc.c_in)
     system = sxx + gamma * np.diag(penalty)
+    import scipy.linalg  # here: trained and baseline maps import this module but never solve
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
