@@ -18,7 +18,6 @@ from pathlib import Path
 import featlab._compat  # noqa: F401  (defines torchvision op schemas before timm)
 
 import numpy as np
-import timm
 import torch
 from huggingface_hub import try_to_load_from_cache
 from safetensors import SafetensorError
@@ -26,6 +25,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from featlab.io import atomic_path
+
+# timm, with the torchvision it imports (about a second), is imported in the functions that build
+# or describe a model, so that a job reading only what a backbone wrote does not pay for it.
 
 WEIGHT_SOURCES = ("train", "hub", "file", "random")
 LAYER_CONTAINERS = ("blocks", "layers", "stages")  # timm's usual names for its stacks of layers
@@ -60,6 +62,8 @@ def _create(spec: BackboneSpec, pretrained: bool) -> nn.Module:
         kwargs["num_classes"] = spec.num_classes
     if pretrained and spec.hub_id:
         kwargs["pretrained_cfg_overlay"] = {"hf_hub_id": spec.hub_id}
+    import timm  # here: see the note at the module's imports
+
     try:
         return timm.create_model(spec.model, pretrained=pretrained, **kwargs)
     except RuntimeError as error:
@@ -139,6 +143,8 @@ def _download_command(spec: BackboneSpec) -> str:
     hub_id, else of timm's pretrained config for the name (resnet18 is timm/resnet18.a1_in1k)."""
     hub_id = spec.hub_id
     if hub_id is None:
+        import timm  # here: see the note at the module's imports
+
         config = timm.get_pretrained_cfg(spec.model)
         hub_id = getattr(config, "hf_hub_id", None) or f"timm/{spec.model}"
     repo_id, _, revision = hub_id.partition("@")  # timm's "org/name@revision"
@@ -317,6 +323,8 @@ def check_backbone(
     Raises:
         ValueError: naming `{where}.model`, `{where}.model_args` or `{where}.layers`.
     """
+    import timm  # here: see the note at the module's imports
+
     source, _ = timm.models.parse_model_name(spec.model)
     if source is not None:
         return
@@ -358,6 +366,8 @@ def check_backbone(
 
 def data_config(model: nn.Module) -> dict:
     """Normalisation statistics of the model (timm's resolved data config)."""
+    import timm  # here: see the note at the module's imports
+
     config = timm.data.resolve_model_data_config(model)
     return {"mean": list(config["mean"]), "std": list(config["std"])}
 

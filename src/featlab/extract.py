@@ -16,7 +16,6 @@ import os
 import featlab._compat  # defines torchvision op schemas before timm
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -163,6 +162,8 @@ def extract_features(
     attributes, so that `featlab.store.gather_shards` can join the shards in order. `provenance`
     (weights sha256 and source, for example) joins the store's attributes.
     """
+    import timm  # here: a job that gathers shards imports this module but never builds a model
+
     # 1. Prepare the model on its device and find the output shapes from one image.
     start, stop = image_range or (0, len(images))
     if not 0 <= start <= stop <= len(images):
