@@ -15,15 +15,14 @@ from featlab.io import write_json
 from featlab.mapping.fit import (
     BASELINES,
     CLOSED_FORM,
+    TRAINED,
     ClosedFormSettings,
     baseline,
     evaluate,
     fit_closed_form,
     save_affine,
 )
-from featlab.mapping.models import TRAINED
 from featlab.mapping.pairs import FeaturePair, pair_of
-from featlab.mapping.train import TrainSettings, train_mapping
 from featlab.store import FeatureStore
 
 # The files of a cell's folder, by the kind of its mapping: output name -> file name.
@@ -138,6 +137,9 @@ def fit_cell(
         save_affine(outputs["model"], affine, config)
         apply = affine.apply_maps
     else:
+        # here: torch, which a job fitting only baselines and closed forms never imports
+        from featlab.mapping.train import TrainSettings, train_mapping
+
         settings = TrainSettings(**training, threads=threads)
         pair = stores.pair(fit.spatial_op, settings.val_fraction, settings.seed)
         trained = train_mapping(pair, fit.mapping, fit.settings, settings)

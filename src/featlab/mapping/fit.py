@@ -23,6 +23,9 @@ from featlab.tables import metric_row
 
 CLOSED_FORM = ("ridge", "procrustes", "ridge_relative", "procrustes_relative")
 BASELINES = ("identity", "spatial")
+# The trained mappings (featlab.mapping.models builds them); named here, without torch, so that
+# a job that fits no trained mapping can tell the kinds apart without importing torch.
+TRAINED = ("additive", "linear", "local_linear", "mlp", "cnn", "transformer")
 
 
 @dataclasses.dataclass(frozen=True)

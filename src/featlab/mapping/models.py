@@ -31,9 +31,8 @@ from torch import nn
 
 from featlab.geometry import apply_spatial
 from featlab.mapping.closed_form import AffineMap
-from featlab.mapping.fit import CLOSED_FORM
+from featlab.mapping.fit import CLOSED_FORM, TRAINED
 
-TRAINED = ("additive", "linear", "local_linear", "mlp", "cnn", "transformer")
 # Mappings that act on each feature vector alone, the same function at every position.
 POSITIONWISE = ("identity", "additive", "linear", "mlp", *CLOSED_FORM)
 # The affine maps y = W x + b, whose linear structure featlab.mapping.analysis studies.
