@@ -7,7 +7,9 @@ Every job of the workflow is such a process, so this is what each of a rule's jo
 import statements are read from the script (its module-level `featlab` imports); the script
 itself, which needs `snakemake`, is not run. Bytecode is cached as under `make demo`, and one
 untimed run per script and checkout comes first. The last column lists the heavy packages that
-this checkout's imports load. Run from the repository root:
+this checkout's imports load. A package that a module imports inside the function that needs it
+is paid later in the job that calls it, not saved: a job that builds a backbone still imports
+timm, and one that trains a mapping torch. Run from the repository root:
 
     .venv/bin/python bench/bench_job_startup.py --baseline ../main/src --runs 5
     .venv/bin/python bench/bench_job_startup.py --all
@@ -25,12 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # The job scripts of the default study's most frequent rules, most jobs first (`snakemake -n`).
 FREQUENT = [
-    "train_mapping",
-    "fit_closed_form",
-    "evaluate_baseline",
+    "fit_mappings",  # fit_closed_forms and train_mappings
     "invert_featinv",
+    "fit_mapping",  # evaluate_baseline
     "extract",
     "gather_features",
+    "plot_featinv_grid",
     "semantic_consistency",
 ]
 HEAVY = ["torch", "timm", "torchvision", "diffusers", "transformers", "lpips", "scipy"]
