@@ -12,7 +12,8 @@ stores = CellStores(
     snakemake.input.original, snakemake.input.manipulated, snakemake.input.images, w.layer
 )
 cell = dict(backbone=w.backbone, manipulation=w.manipulation)
-for fit in map(lambda params: Fit(**params), snakemake.params.fits):
+for params in snakemake.params.fits:
+    fit = Fit(**params)
     outputs = {
         name: snakemake.output[f"{fit.mapping}_{name}"] for name in FILES[kind_of(fit.mapping)]
     }
