@@ -1,9 +1,9 @@
 # The mapping cells, one job each: the baselines that need no fit (identity, and the exact spatial
 # op on the feature grid), the closed-form maps (ridge, Procrustes, and their relative-error
-# fits, from Gram matrices of the train split) and the trained mappings (FeatMap recipe, rules/
-# featmap.smk). With featmap.jobs: batched, only `spatial` keeps a job per cell: identity and the closed
-# forms of a backbone, layer and manipulation are fitted by one job (fit_closed_forms), its
-# trained mappings by another (train_mappings).
+# fits, from Gram matrices of the train split) and the trained mappings (FeatMap recipe,
+# rules/featmap.smk). With featmap.jobs: batched, only `spatial` keeps a job per cell: identity
+# and the closed forms of a backbone, layer and manipulation are fitted by one job
+# (fit_closed_forms), its trained mappings by another (train_mappings).
 rule evaluate_baseline:
     input:
         **CELL_STORES,
