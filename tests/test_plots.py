@@ -2,6 +2,7 @@
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from study_tables import (
@@ -14,6 +15,7 @@ from study_tables import (
 )
 
 from featlab import plots
+from featlab.plots.featinv import shared_cells
 from featlab.tables import MAPPINGS
 
 TABLE_FIGURES = (
@@ -191,3 +193,36 @@ def test_rank_curves_put_backbones_in_columns_and_layers_in_rows(drawn):
     grid = drawn[0].axes[0].get_subplotspec().get_gridspec()
     assert (grid.nrows, grid.ncols) == (3, 2)
     assert len(drawn[0].legends) == 1
+
+
+def test_the_inverters_figure_compares_both_inverters_on_the_same_cells():
+    """FeatInv inverts more manipulations and mappings than the optimiser: a layer's bars keep
+    only the cells both scored; a layer one inverter alone reached keeps all of its rows."""
+
+    def row(layer, manipulation, mapping, comparison):
+        return dict(
+            backbone="cnn",
+            layer=layer,
+            manipulation=manipulation,
+            mapping=mapping,
+            comparison=comparison,
+            metric="ssim",
+            value=0.5,
+        )
+
+    rows = pd.DataFrame(
+        [
+            row("layer4", "rot90", "", "reconstructed_original_vs_original"),
+            row("layer4", "rot90", "", "optimised_reconstructed_original_vs_original"),
+            row("layer4", "rot90", "", "mean_image_vs_original"),
+            row("layer4", "rot90", "ridge", "mapped_vs_manipulated"),
+            row("layer4", "rot90", "ridge", "optimised_mapped_vs_manipulated"),
+            row("layer4", "rot90", "linear", "mapped_vs_manipulated"),  # FeatInv only
+            row("layer4", "hue60", "", "reconstructed_original_vs_original"),  # FeatInv only
+            row("layer4", "hue60", "", "mean_image_vs_original"),
+            row("layer3", "rot90", "", "optimised_reconstructed_original_vs_original"),
+            row("layer3", "rot90", "ridge", "optimised_mapped_vs_manipulated"),
+        ]
+    )
+    kept = shared_cells(rows)
+    assert sorted(kept.index) == [0, 1, 2, 3, 4, 8, 9]

@@ -159,11 +159,12 @@ def plot_inverters(table: pd.DataFrame, path: str | os.PathLike, settings: PlotS
     """FeatInv against the optimiser by layer: one row per backbone, one column per score.
 
     Bars: each inverter's reconstructions of the original features (plain) and of the mapped
-    features (hatched), the mean over manipulations (and mappings). Per layer, the dotted segment
+    features (hatched), the mean over the manipulations (and mappings) that both inverters
+    scored on the layer (`shared_cells`). Per layer, the dotted segment
     is the mean train image (the floor) and the dashed one the originals at the reconstructions'
     resolution (the ceiling), where the score has one.
     """
-    rows = select_rows(table, "inverters", stage="inversion")
+    rows = shared_cells(select_rows(table, "inverters", stage="inversion"))
     backbones = sorted(rows.backbone.unique())
     scores = (
         ("ssim", "original"),
@@ -203,6 +204,32 @@ def plot_inverters(table: pd.DataFrame, path: str | os.PathLike, settings: PlotS
     ]
     fig.legend(handles=handles, loc="outside right upper", fontsize=TICK_SIZE, frameon=False)
     save_figure(fig, path, settings)
+
+
+def inverter_of(comparison: str) -> str | None:
+    """Which inverter made an inversion row's reconstruction (None: a floor, ceiling or other
+    reference that no inverter made)."""
+    if comparison.startswith(INVERTERS[1][0]):
+        return INVERTERS[1][1]
+    if comparison.startswith(("reconstructed_", "mapped_")):
+        return INVERTERS[0][1]
+    return None
+
+
+def shared_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """Inversion rows of the (manipulation, mapping) cells that both inverters scored, on each
+    layer that both reached, so that a layer's bars average both over the same cells (the
+    optimiser inverts a subset: `featinv.optimise`); a layer that one inverter alone reached, or
+    where they share no cell, keeps its rows."""
+    keep = pd.Series(True, index=rows.index)
+    inverters = rows.comparison.map(inverter_of)
+    for _, group in rows.groupby(["backbone", "layer"]):
+        cells = pd.MultiIndex.from_frame(group[["manipulation", "mapping"]])
+        made = [set(cells[(inverters[group.index] == name).to_numpy()]) for _, name in INVERTERS]
+        shared = set.intersection(*made)
+        if shared:
+            keep[group.index] = cells.isin(list(shared))
+    return rows[keep]
 
 
 def _inverter_bars(
