@@ -224,7 +224,8 @@ def shared_cells(rows: pd.DataFrame) -> pd.DataFrame:
     keep = pd.Series(True, index=rows.index)
     inverters = rows.comparison.map(inverter_of)
     for _, group in rows.groupby(["backbone", "layer"]):
-        cells = pd.MultiIndex.from_frame(group[["manipulation", "mapping"]])
+        # the workflow reads an empty mapping (the original's reconstructions) as NaN
+        cells = pd.MultiIndex.from_frame(group[["manipulation", "mapping"]].fillna(""))
         made = [set(cells[(inverters[group.index] == name).to_numpy()]) for _, name in INVERTERS]
         shared = set.intersection(*made)
         if shared:
