@@ -288,11 +288,10 @@ class FeatureStore:
         reads index memory instead of Zarr (a job that fits several mappings of one layer reads
         the disk once). Returns whether it did."""
         array = self.array(name)
-        if (
-            isinstance(array, np.ndarray)
-            or math.prod(array.shape) * array.dtype.itemsize > max_bytes
-        ):
-            return isinstance(array, np.ndarray)
+        if isinstance(array, np.ndarray):  # held already
+            return True
+        if math.prod(array.shape) * array.dtype.itemsize > max_bytes:
+            return False
         self._arrays[name] = array[:]
         return True
 

@@ -208,7 +208,8 @@ class Study(StudyPaths):
         """A fitted mapping's weights; None for the baselines, which have none."""
         if mapping in BASELINES:
             return None
-        return f"{self.mapping(backbone, layer, manipulation, mapping)}/map.safetensors"
+        folder = self.mapping(backbone, layer, manipulation, mapping)
+        return self.cell_files(folder, kind_of(mapping))["model"]
 
     # Mapping jobs: one per cell, or with featmap.jobs one per group of a cell's mappings.
     def batched(self, group: str) -> list[str]:
@@ -366,7 +367,7 @@ class Study(StudyPaths):
             f"{self.mapping(b, layer, manipulation, mapping)}/metrics.json"
             for b in self.backbones
             for layer in self.layers(b)
-            for manipulation in manipulations or self.manipulations
+            for manipulation in (self.manipulations if manipulations is None else manipulations)
             for mapping in self.mappings_for(manipulation, layer)
         ]
 
