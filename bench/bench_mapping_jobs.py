@@ -5,7 +5,7 @@ From a study whose features exist (after `make demo`, or `snakemake --until gath
 each layout runs in its own copy of the workflow, whose results folder holds hard links to the
 study's images, models and features (nothing is copied), with `--rerun-triggers mtime` so that
 only the mapping jobs run. The targets are every mapping cell of the chosen manipulations (all by
-default). Prints each layout's jobs and wall time, their ratio, and whether the two layouts
+default). Prints each layout's cells and wall time, their ratio, and whether the two layouts
 wrote the same rows (they must: the same fits, seeded alike). Run from the repository root:
 
     .venv/bin/python bench/bench_mapping_jobs.py --config config.yaml --cores 2 \
