@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # (8 s of a 13 s mapping fit), so let Python write the bytecode it compiles.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint venv
+.PHONY: demo pictures test lint venv
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 demo: venv
 	$(BIN)/snakemake --cores all
 	$(BIN)/snakemake --cores 1 --report results/$(STUDY)/report.html
+	@echo "Done. Open the report in a browser: results/$(STUDY)/report.html"
+
+# The README's pictures, small copies of three of the default study's figures (run demo first).
+pictures: venv
+	$(BIN)/python -m featlab.pictures --config config.yaml --out docs/pictures
 
 test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

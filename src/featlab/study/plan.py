@@ -437,6 +437,16 @@ class Study(StudyPaths):
         figures += [self.figure("inverters")] if featinv or optimised else []
         return figures + self.edit_figures()
 
+    def pictures(self) -> dict[str, str]:
+        """The figures the README shows (featlab.pictures), by name: the first FeatInv cell's
+        grid, the first lens driver's first strip and the cosine figure, each where planned."""
+        pictures = {}
+        if featinv := self.featinv_cells():
+            pictures["featinv"] = self.figure("featinv", *next(iter(featinv)))
+        if self.lens_cases and self.lens_drivers:
+            pictures["lens"] = self.lens_figures(self.lens_drivers[0])["png"][0]
+        return {**pictures, "cosine": self.figure("cosine_by_layer")}
+
     def inversion_inputs(self, backbone: str, layer: str, manipulation: str) -> dict:
         """What an inversion of one cell reads: the FeatInv model, the original and manipulated
         feature and image stores, and the backbone's pipeline-made weights (if any)."""
