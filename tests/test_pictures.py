@@ -63,6 +63,6 @@ def test_a_missing_figure_names_itself_and_writes_nothing(tmp_path):
     pictures = study.pictures()
     for name in ("featinv", "lens"):
         _draw(tmp_path / pictures[name], (100, 50), 0)
-    with pytest.raises(FileNotFoundError, match="cosine_by_layer.png.*make demo"):
+    with pytest.raises(FileNotFoundError, match=r"cosine_by_layer\.png.*make demo"):
         make_pictures(study, tmp_path, tmp_path / "pictures", width=600)
     assert not (tmp_path / "pictures").exists()
