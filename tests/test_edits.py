@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from featlab.backbones import BackboneSpec, build_backbone
+from featlab.backbones import BackboneSpec, build_backbone, capture_layers
 from featlab.edits.lens import feature_lens, target_gradient
+from featlab.edits.lenses import lens_pair, morph_settings, reader_of
 from featlab.edits.operators import EditDirections, edit_of, extrapolate, matched_noise
-from featlab.edits.readings import CellInputs, edited_maps
+from featlab.edits.readings import CellInputs, compare_lenses, edited_maps
 from featlab.edits.settings import EditSettings
 from featlab.mapping.closed_form import GramAccumulator, feature_rows, solve_ridge
 
@@ -103,6 +104,7 @@ def test_matched_noise_has_the_norm_of_the_scaled_edit_and_is_seeded():
         (dict(alphas=()), "edits.alphas"),
         (dict(ranks=(0,)), "edits.ranks"),
         (dict(invert_images=20), "edits.invert_images"),
+        (dict(lens_budget=0.0), "edits.lens_budget"),
     ],
 )
 def test_bad_settings_name_their_key(change, key):
@@ -136,3 +138,91 @@ def test_the_feature_lens_gradient_is_the_heads_at_the_last_layer():
     np.testing.assert_array_equal(frames["feature_lens_x0"], maps)
     moved = np.sqrt(np.square(frames["feature_lens_x2"] - maps).sum(axis=(1, 2, 3)))
     np.testing.assert_allclose(moved, [2.0, 6.0], rtol=1e-5)
+
+
+def _tiny_resnet(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    spec = BackboneSpec(
+        model="resnet18",
+        layers=("layer3",),
+        model_args={"channels": [4, 8, 8, 8], "stem_width": 4},
+        num_classes=3,
+    )
+    model = build_backbone(spec)
+    torch.nn.init.normal_(model.get_classifier().weight)
+    return model
+
+
+def _lens_inputs(driver, images: np.ndarray) -> CellInputs:
+    """Two smooth test images; the manipulation flips them; each goes toward its least likely
+    class under the driver."""
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    flipped = np.ascontiguousarray(images[:, :, ::-1])
+    with torch.no_grad(), capture_layers(driver.model, ("layer3",)) as outputs:
+        logits = driver.logits(pixels).numpy()
+        original = outputs["layer3"].double().numpy()
+        manipulated_logits = driver.logits(pixels.flip(-1)).numpy()
+        manipulated = outputs["layer3"].double().numpy()
+    n = len(images)
+    return CellInputs(
+        original=original,
+        prefix=None,
+        manipulated=manipulated,
+        original_logits=logits,
+        manipulated_logits=manipulated_logits,
+        source=logits.argmax(1),
+        target=logits.argmin(1),
+        reference=original,
+        images=images,
+        manipulated_images=flipped,
+        indices=np.arange(n),
+    )
+
+
+def _smooth_images(n: int, side: int = 32) -> np.ndarray:
+    coarse = torch.rand(n, 3, 5, 5, generator=torch.Generator().manual_seed(3))
+    image = torch.nn.functional.interpolate(coarse, size=(side, side), mode="bicubic")
+    pixels = (0.2 + 0.6 * image.clamp(0, 1)) * 255
+    return pixels.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def test_the_two_lenses_move_the_features_equally_far_and_transfer_reads_its_own():
+    preprocessing = {"mean": [0.5] * 3, "std": [0.25] * 3, "input_size": 32}
+    driver = reader_of(_tiny_resnet(0), preprocessing)
+    other = reader_of(_tiny_resnet(1), preprocessing)
+    inputs = _lens_inputs(driver, _smooth_images(2))
+    gradient = target_gradient(
+        driver.model, "layer3", inputs.original, None, inputs.target, (32, 32)
+    )
+    lens = morph_settings({"max_steps": 10}, 1.5)
+    # The morph meets its budget; the feature lens moves x exactly as far as the morph did
+    pair = lens_pair(
+        driver, "layer3", inputs.images, inputs.original, gradient, inputs.target, lens
+    )
+    np.testing.assert_allclose(pair.l2, 1.5, rtol=lens.budget_tolerance)
+    with torch.no_grad(), capture_layers(driver.model, ("layer3",)) as outputs:
+        driver.logits(pair.morphs)
+    moved = np.sqrt(np.square(outputs["layer3"].double().numpy() - inputs.original).sum((1, 2, 3)))
+    lens_moved = np.sqrt(np.square(pair.matched - inputs.original).sum(axis=(1, 2, 3)))
+    np.testing.assert_allclose(lens_moved, moved, rtol=1e-5)
+    assert not np.allclose(moved[0], moved[1], rtol=1e-3)  # matched per image, not in bulk
+    # Rows: the driver's and the other backbone's, which differ
+    base = dict(backbone="cnn", layer="layer3", manipulation="flip")
+    rows, images = compare_lenses(
+        driver, "layer3", inputs, gradient, lens, base, None, {"vit": other}
+    )
+    value = {(r["comparison"], r["metric"]): r["value"] for r in rows}
+    assert value[("input_lens", "l2_distance")] == pytest.approx(1.5, rel=lens.budget_tolerance)
+    assert value[("feature_lens_matched", "feature_norm")] == pytest.approx(
+        value[("input_lens", "feature_norm")], rel=1e-5
+    )
+    assert ("feature_lens_matched", "target_probability") in value
+    driven = value[("input_lens", "target_probability")]
+    assert driven != pytest.approx(value[("input_lens_read_by_vit", "target_probability")])
+    assert ("manipulated_read_by_vit", "entropy") in value
+    assert ("input_lens_read_by_vit_vs_manipulated", "top1_agreement") in value
+    assert images["input_lens"].shape == inputs.images.shape
+    assert images["input_lens"].dtype == np.uint8
+    # The morph raised the driver's target probability above the original's
+    probability = images["target_probability.input_lens"]
+    assert np.all(probability > images["target_probability.original"])
