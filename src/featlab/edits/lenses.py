@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from featlab.backbones import capture_layers, to_grid
+from featlab.backbones import BackboneSpec, build_backbone, capture_layers, to_grid
 from featlab.edits.lens import feature_lens
 from featlab.lens import Classifier, LensSettings, iterative, make_edit, objective_of
+from featlab.store import FeatureStore
 
 METHOD = "steerable_phase"  # the lens stage's main method, with its iterative variant
 
@@ -36,6 +37,13 @@ def reader_of(model: nn.Module, preprocessing: dict) -> Classifier:
     its images were read (normalisation and input size)."""
     side = int(preprocessing["input_size"])
     return Classifier(model.eval(), preprocessing["mean"], preprocessing["std"], side)
+
+
+def open_reader(spec: dict, weights: str | None, store: str) -> Classifier:
+    """A configured backbone (`BackboneSpec` fields) reading images as it did for its original
+    feature store `store`."""
+    model = build_backbone(BackboneSpec(**spec), weights or None)
+    return reader_of(model, FeatureStore(store).attrs["preprocessing"])
 
 
 def logits_of(reader: Classifier, images: torch.Tensor | np.ndarray) -> np.ndarray:
