@@ -7,12 +7,16 @@ import pytest
 import torch
 
 from featlab.backbones import BackboneSpec, build_backbone, capture_layers
+from featlab.data.images import ImageStore, write_image_store
+from featlab.data.shapes import ShapesSettings, render_image_set
 from featlab.edits.lens import feature_lens, target_gradient
-from featlab.edits.lenses import lens_pair, morph_settings, reader_of
+from featlab.edits.lenses import lens_pair, logits_of, morph_settings, reader_of
 from featlab.edits.operators import EditDirections, edit_of, extrapolate, matched_noise
-from featlab.edits.readings import CellInputs, compare_lenses, edited_maps
+from featlab.edits.readings import CellInputs, compare_lenses, edit_cell, edited_maps
 from featlab.edits.settings import EditSettings
+from featlab.extract import ExtractSettings, extract_features
 from featlab.mapping.closed_form import GramAccumulator, feature_rows, solve_ridge
+from featlab.store import FeatureStore
 
 CHANNELS, GRID = 6, 4
 
@@ -226,3 +230,79 @@ def test_the_two_lenses_move_the_features_equally_far_and_transfer_reads_its_own
     # The morph raised the driver's target probability above the original's
     probability = images["target_probability.input_lens"]
     assert np.all(probability > images["target_probability.original"])
+
+
+def test_a_cell_sets_the_two_lenses_side_by_side_from_its_stores(tmp_path):
+    """The edits job's path without mappings: stores in, the driver and a ViT reading each image
+    as its own store did, the lens rows and images out."""
+    image_set, _ = render_image_set(ShapesSettings(image_size=32, n_train=4, n_test=3, seed=2))
+    swapped = dataclasses.replace(image_set, labels=(image_set.labels + 1) % 5)  # new targets
+    stores = {"original_images": tmp_path / "o.zarr", "manipulated_images": tmp_path / "m.zarr"}
+    write_image_store(stores["original_images"], image_set)
+    write_image_store(stores["manipulated_images"], swapped)
+    specs = {
+        "cnn": BackboneSpec(
+            model="resnet18",
+            layers=("layer3",),
+            model_args={"channels": [4, 8, 8, 8], "stem_width": 4},
+            num_classes=5,
+        ),
+        "vit": BackboneSpec(
+            model="vit_tiny_patch16_224",
+            layers=("blocks.1",),
+            model_args={
+                "img_size": 32,
+                "patch_size": 8,
+                "embed_dim": 16,
+                "depth": 2,
+                "num_heads": 2,
+            },
+            num_classes=5,
+        ),
+    }
+    models, readers = {}, {}
+    for name, spec in specs.items():
+        torch.manual_seed(0)
+        models[name] = build_backbone(spec)
+        path = tmp_path / f"{name}.zarr"
+        for kind, images in (
+            ("original", "original_images"),
+            ("manipulated", "manipulated_images"),
+        ):
+            store = path if kind == "original" else tmp_path / f"{name}_m.zarr"
+            extract_features(
+                models[name], spec, ImageStore(stores[images]), store, ExtractSettings(), {}
+            )
+        readers[name] = reader_of(models[name], FeatureStore(path).attrs["preprocessing"])
+    stores.update(original=tmp_path / "cnn.zarr", manipulated=tmp_path / "cnn_m.zarr")
+    # The driver reads images as extraction did: its logits are the store's
+    first_three = ImageStore(stores["original_images"]).first_test(3)
+    stored = FeatureStore(stores["original"]).logits.get_orthogonal_selection((first_three,))
+    images = ImageStore(stores["original_images"]).images.get_orthogonal_selection((first_three,))
+    np.testing.assert_allclose(logits_of(readers["cnn"], images), stored, atol=2e-2)
+    settings = EditSettings(n_images=3, invert_images=2, direction_images=4, lens_budget=1.0)
+    base = dict(backbone="cnn", layer="layer3", manipulation="swap_class")
+    rows, images, _ = edit_cell(
+        models["cnn"],
+        "layer3",
+        stores,
+        {},
+        settings,
+        True,
+        base,
+        lens=morph_settings({"max_steps": 10}, settings.lens_budget),
+        readers={"vit": readers["vit"]},
+    )
+    found = {(r["comparison"], r["metric"]): r for r in rows}
+    assert found[("input_lens", "l2_distance")]["value"] == pytest.approx(1.0, rel=0.01)
+    assert found[("input_lens", "target_probability")]["n"] == 2  # the shown images
+    assert found[("feature_lens_matched", "feature_norm")]["value"] == pytest.approx(
+        found[("input_lens", "feature_norm")]["value"], rel=1e-5
+    )
+    assert ("input_lens_read_by_vit", "target_probability") in found
+    assert all(r["mapping"] == "" for r in rows)
+    assert images["input_lens"].shape == (2, 32, 32, 3)
+    assert set(images) >= {"target_probability.input_lens", "target_probability.original"}
+    # a head whose classes are not the data's drives no morph
+    rows, images, _ = edit_cell(models["cnn"], "layer3", stores, {}, settings, False, base)
+    assert "input_lens" not in images
