@@ -164,3 +164,8 @@ def optimise_baselines_of(wildcards):
 def edit_inputs(wildcards):
     """What an edits job of one cell reads: stores, weights, FeatInv model, map_{mapping} files."""
     return study.edit_inputs(wildcards.backbone, wildcards.layer, wildcards.manipulation)
+
+
+def edit_readers_of(wildcards):
+    """The other backbones that read an edits cell's two lenses for transfer, with their specs."""
+    return study.edit_readers(wildcards.backbone)

@@ -2,8 +2,8 @@
 # by the backbone and, where the layer has a FeatInv model, inverted (featlab.edits).
 
 
-# Extrapolated, truncated and perturbed features of one cell's test images: the backbone's
-# readings, and their FeatInv reconstructions where the layer has a model.
+# Extrapolated, truncated and perturbed features of one cell's test images and the two lenses
+# side by side: the backbones' readings, and FeatInv reconstructions where the layer has a model.
 rule edit_features:
     input:
         unpack(edit_inputs),
@@ -24,6 +24,8 @@ rule edit_features:
     params:
         backbone=backbone_of,
         edits=study.settings("edits"),
+        lens=study.edit_lens(),
+        readers=edit_readers_of,
         sample=study.settings("featinv.sample"),
         labels_match=accuracy_of,
         code=study.code("edit_features"),
@@ -58,6 +60,36 @@ rule plot_edit_strip:
         code=study.code("plot_edit_strip"),
     script:
         "../workflow_scripts/plot_edit_strip.py"
+
+
+# The two lenses side by side: each test image, its input-space morph and the FeatInv
+# reconstruction of the feature-space lens at the morph's feature-space norm.
+rule plot_edit_lenses:
+    input:
+        f"{EDIT_CELL}/images.safetensors",
+    output:
+        reported(
+            study.figure("edit_lenses", "{backbone}", "{layer}", "{manipulation}"),
+            "edit_lenses",
+            "Edits",
+            subcategory="{backbone} {layer}: two lenses",
+            labels={"manipulation": "{manipulation}"},
+        ),
+    log:
+        study.log(study.figure("edit_lenses", "{backbone}", "{layer}", "{manipulation}")),
+    benchmark:
+        study.benchmark(study.figure("edit_lenses", "{backbone}", "{layer}", "{manipulation}"))
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        plots=study.settings("plots"),
+        code=study.code("plot_edit_lenses"),
+    script:
+        "../workflow_scripts/plot_edit_lenses.py"
 
 
 # The backbone's probability of the target class against alpha, per cell and mapping.

@@ -82,7 +82,10 @@ def test_every_artifact_figure_fits_a_page(study, tmp_path):
         for name in ("truncated_k4", "truncated_k16", "perturbed_x-1", "feature_lens_x2"):
             edits[f"{mapping}/{name}"] = edits["original"]
     plots.plot_edit_strip(edits, tmp_path / "edits.png", settings, title)
-    for name in ("strip", "filters", "featinv", "edits"):
+    lenses = {**edits, "input_lens": edits["original"], "image_index": np.arange(shape["rows"])}
+    lenses["target_probability.input_lens"] = rng.uniform(0, 1, shape["rows"])
+    plots.plot_edit_lenses(lenses, tmp_path / "lenses.png", settings, title)
+    for name in ("strip", "filters", "featinv", "edits", "lenses"):
         assert_fits(tmp_path / f"{name}.png")
 
 

@@ -123,7 +123,13 @@ def test_edit_cells_inputs_and_figures_follow_the_edits_section(tiny):
     assert tiny.edit_inputs("vit", "blocks.1", "rot90")["featinv"] == []  # no FeatInv model
     # a strip where the layer is inverted, the probability figure, a metrics file per cell
     strips = [tiny.figure("edits", "cnn", "layer3", m) for m in ("rot90", "swap_class")]
-    assert tiny.edit_figures() == [*strips, tiny.figure("edit_probability")]
+    lenses = [tiny.figure("edit_lenses", "cnn", "layer3", m) for m in ("rot90", "swap_class")]
+    assert tiny.edit_figures() == [*strips, *lenses, tiny.figure("edit_probability")]
+    # the other backbone reads the two lenses for transfer, as its own store was read
+    assert tiny.edit_readers("cnn") == {"vit": tiny.backbone("vit")}
+    assert inputs["reader_store_vit"] == tiny.features("vit", "original")
+    assert inputs["reader_weights_vit"] == tiny.weights("vit")
+    assert "budgets" not in tiny.edit_lens()
     assert set(tiny.edit_figures()) <= set(tiny.figures())
     edits = {tiny.edit(*cell, "metrics.json") for cell in tiny.edit_cells()}
     assert edits <= set(tiny.metrics_files())
@@ -138,6 +144,7 @@ def test_edit_cells_inputs_and_figures_follow_the_edits_section(tiny):
         "invert_images",
         "direction_images",
         "seed",
+        "lens_budget",
         "batch_size",
     }
     # without edits.manipulations (the default) the stage plans nothing

@@ -17,6 +17,19 @@ feature maps
   original, manipulated  the images themselves (the store's logits; mapping empty)
   reconstructed_{map}    FeatInv's reconstruction of one of the maps above, read by the backbone
 
+the two lenses side by side (`edits.lenses`; mapping empty; the first invert_images images, where
+the head's classes are the data's)
+  input_lens             the input-space steerable lens: the original image morphed toward the
+                         target class (iterative steerable phase, image L2 edits.lens_budget)
+  feature_lens_matched   the feature-space lens at the morph's feature-space size: x moved along
+                         the gradient by ||F(morph) - x|| per image
+  reconstructed_feature_lens_matched  FeatInv's reconstruction of it
+  {image}_read_by_{other}  the same image (original, manipulated, input_lens or
+                         reconstructed_feature_lens_matched) read by another backbone of the study
+                         whose classes are the data's, preprocessed as its feature store was
+                         (transfer); its top1_agreement is against that backbone's reading of the
+                         manipulated image
+
 metrics
   target_probability   probability of the manipulated image's class (a counterfactual's target
                        class; the original class for an edit that keeps it)
@@ -29,6 +42,10 @@ metrics
                        reconstruction against the map it was reconstructed from
   edit_energy          comparison `truncated_k{k}`: the share of the edit's squared norm on the
                        directions' reference images that the k leading directions hold
+  l2_distance          comparison `input_lens`: the morph's image-space L2 change, pixels in
+                       [0, 1] over all channels (the budget)
+  feature_norm         comparisons `input_lens` and `feature_lens_matched`: the feature-space L2
+                       change at the layer, ||F(morph) - x|| and ||lens - x|| (equal: matched)
 
 The probability rows need the head's classes to be the data's (`labels_match`); the others are
 written for every backbone. The extrapolated x1 rows equal the mapping's semantic-consistency rows
@@ -47,6 +64,7 @@ from torch import nn
 from featlab import metrics
 from featlab.data.images import ImageStore
 from featlab.edits.lens import feature_lens, target_gradient
+from featlab.edits.lenses import lens_pair, logits_of, morph_settings, reader_of, to_uint8
 from featlab.edits.operators import EditDirections, edit_of, extrapolate, matched_noise
 from featlab.edits.settings import EditSettings
 from featlab.featinv.evaluate import BackboneProbe
@@ -54,6 +72,7 @@ from featlab.featinv.model import FeatInvModel
 from featlab.featinv.sample import SampleSettings, sample
 from featlab.featinv.train import images_to_tensor, tensor_to_images
 from featlab.io import atomic_path
+from featlab.lens import Classifier, LensSettings
 from featlab.mapping.models import mapping_function, token_function
 from featlab.mapping.semantic import logits_of_features, read_held_out
 from featlab.store import FeatureStore
@@ -279,6 +298,105 @@ class EditInverter:
         return tensor_to_images(images_to_tensor(images, self.model.settings.resolution))
 
 
+def first(inputs: CellInputs, n: int) -> CellInputs:
+    """The cell's first n test images (the reference maps stay)."""
+    fields = [f.name for f in dataclasses.fields(inputs) if f.name != "reference"]
+    return dataclasses.replace(inputs, **{name: _head(getattr(inputs, name), n) for name in fields})
+
+
+def _head(value: np.ndarray | None, n: int) -> np.ndarray | None:
+    return None if value is None else value[:n]
+
+
+def compare_lenses(
+    driver: Classifier,
+    layer: str,
+    inputs: CellInputs,
+    gradient: np.ndarray,
+    lens: LensSettings,
+    base: dict,
+    inverter: EditInverter | None = None,
+    readers: dict[str, Classifier] | None = None,
+    batch_size: int = 128,
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The two lenses side by side (`edits.lenses`) on every image of `inputs`.
+
+    Returns the rows of the driver and of the transfer `readers`; and images: the morphs
+    (`input_lens`), the reconstructions of the matched feature lens (`inverter`) and the driver's
+    per-image target probabilities (`target_probability.{image}`). The driver's head's classes
+    must be the data's.
+    """
+    # 1. Both lenses, read by the driver
+    pair = lens_pair(driver, layer, inputs.images, inputs.original, gradient, inputs.target, lens)
+    rows = class_rows("input_lens", pair.logits, inputs, True, base)
+    rows += [
+        _row("l2_distance", "input_lens", pair.l2, base),
+        _row("feature_norm", "input_lens", pair.norms, base),
+        _row(
+            "cosine_median",
+            "input_lens_vs_manipulated",
+            metrics.cosine_median(pair.features, inputs.manipulated),
+            base,
+        ),
+    ]
+    images = {"input_lens": to_uint8(pair.morphs)}
+    logits = {
+        "original": inputs.original_logits,
+        "manipulated": inputs.manipulated_logits,
+        "input_lens": pair.logits,
+    }
+    if pair.matched is not None:
+        name = "feature_lens_matched"
+        read = logits_of_features(
+            driver.model, layer, pair.matched, inputs.prefix, driver_size(driver), batch_size
+        )
+        moved = np.sqrt(np.square(pair.matched - inputs.original).sum(axis=(1, 2, 3)))
+        rows += class_rows(name, read, inputs, True, base)
+        rows += [
+            _row("feature_norm", name, moved, base),
+            _row(
+                "cosine_median",
+                f"{name}_vs_manipulated",
+                metrics.cosine_median(pair.matched, inputs.manipulated),
+                base,
+            ),
+        ]
+        # 2. FeatInv's reconstruction of the matched feature lens
+        if inverter is not None:
+            found, made = inverter.invert({name: pair.matched}, inputs, True, base)
+            rows += found
+            images[f"reconstructed_{name}"] = made[name]
+            logits[f"reconstructed_{name}"] = logits_of(driver, made[name])
+    # 3. Transfer: every other reader on the same images
+    shown = {"original": inputs.images, "manipulated": inputs.manipulated_images, **images}
+    rows += transfer_rows(readers or {}, {**shown, "input_lens": pair.morphs}, inputs, base)
+    if inverter is not None:
+        images["input_lens"] = inverter.resized(images["input_lens"])
+    for name, value in logits.items():
+        probability = _pick(metrics.softmax(value), inputs.target)
+        images[f"target_probability.{name}"] = probability.astype(np.float32)
+    return rows, images
+
+
+def transfer_rows(
+    readers: dict[str, Classifier], images: dict[str, np.ndarray], inputs: CellInputs, base: dict
+) -> list[dict]:
+    """Each reader's rows of each image set, `{image}_read_by_{reader}`; its top-1 agreement is
+    with its own reading of the manipulated images (one of `images`)."""
+    rows = []
+    for other, reader in readers.items():
+        read = {name: logits_of(reader, value) for name, value in images.items()}
+        own = dataclasses.replace(inputs, manipulated_logits=read["manipulated"])
+        for name, logits in read.items():
+            rows += class_rows(f"{name}_read_by_{other}", logits, own, True, base)
+    return rows
+
+
+def driver_size(driver: Classifier) -> tuple[int, int] | None:
+    """(height, width) of the images the driver reads, for `forward_from_layer`."""
+    return None if driver.input_size is None else (driver.input_size, driver.input_size)
+
+
 def open_inverter(
     path: str | os.PathLike, backbone: nn.Module, layer: str, store: str, sampling: SampleSettings
 ) -> EditInverter:
@@ -297,6 +415,8 @@ def edit_cell(
     labels_match: bool,
     base: dict,
     inverter: EditInverter | None = None,
+    lens: LensSettings | None = None,
+    readers: dict[str, Classifier] | None = None,
 ) -> tuple[list[dict], dict[str, np.ndarray], np.ndarray]:
     """The rows and images of one (backbone, layer, manipulation) cell.
 
@@ -309,18 +429,23 @@ def edit_cell(
         labels_match: Whether the head's classes are the data's (probability rows).
         base: Columns every row carries (backbone, layer, manipulation).
         inverter: The layer's FeatInv model, or None where it has none.
+        lens: The input-space lens's morph (`edits.lenses.morph_settings`); by default the lens
+            stage's defaults at `settings.lens_budget`.
+        readers: The other backbones that read the two lenses for transfer, by name, each
+            reading images as its feature store did (`edits.lenses.reader_of`).
 
     Returns:
         The metric rows; images by name: `original`, `manipulated`, and where inverted
-        `reconstructed_manipulated` and `{mapping}/{map}` for each reconstructed map; and the
-        store indices of the test images.
+        `reconstructed_manipulated` and `{mapping}/{map}` for each reconstructed map; the two
+        lenses' `input_lens` and `reconstructed_feature_lens_matched` with the driver's
+        `target_probability.{image}` of each shown image; and the store indices of the test images.
     """
     # 1. Inputs, and the image size that produced the features
     if settings.threads:
         torch.set_num_threads(settings.threads)
     inputs = load_cell(stores, layer, settings)
-    side = FeatureStore(stores["original"]).attrs.get("preprocessing", {}).get("input_size")
-    input_size = (side, side) if side else None
+    driver = reader_of(model, FeatureStore(stores["original"]).attrs["preprocessing"])
+    input_size = driver_size(driver)
     rows = reference_rows(inputs, labels_match, base)
     images = {"original": inputs.images, "manipulated": inputs.manipulated_images}
     shown = slice(0, settings.invert_images)
@@ -331,10 +456,26 @@ def edit_cell(
         )
         rows += found
         images["reconstructed_manipulated"] = made["manipulated"]
-    # 2. Per mapping: edit (and the feature-space lens at the edit's norm), read, invert
     gradient = target_gradient(
         model, layer, inputs.original, inputs.prefix, inputs.target, input_size
     )
+    # 2. The two lenses side by side, on the shown images
+    if labels_match and settings.invert_images:
+        lens = lens or morph_settings({}, settings.lens_budget)
+        found, made = compare_lenses(
+            driver,
+            layer,
+            first(inputs, settings.invert_images),
+            gradient[shown],
+            lens,
+            base,
+            inverter,
+            readers,
+            settings.batch_size,
+        )
+        rows += found
+        images.update(made)
+    # 3. Per mapping: edit (and the feature-space lens at the edit's norm), read, invert
     for mapping, path in maps.items():
         function, _ = mapping_function(mapping, path, None)
         edited = edited_maps(inputs, function, token_function(mapping, path), settings)

@@ -13,6 +13,7 @@ class EditSettings:
     invert_images: int = 6  # of those, how many FeatInv inverts (and the strips show)
     direction_images: int = 256  # first train images whose displacements give the directions
     seed: int = 0  # the control's noise
+    lens_budget: float = 4.0  # image L2 of the input-space lens's morph (the lens stage's largest)
     batch_size: int = 128  # feature maps per forward pass
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
 
@@ -23,6 +24,7 @@ class EditSettings:
             ("n_images", self.n_images >= 1, "at least 1"),
             ("invert_images", 0 <= self.invert_images <= self.n_images, "0 to n_images"),
             ("direction_images", self.direction_images >= 1, "at least 1"),
+            ("lens_budget", self.lens_budget > 0, "a positive image-space L2 distance"),
         )
         for key, ok, expected in checks:
             if not ok:

@@ -5,7 +5,7 @@ share (`base`: settings, sizes, colours, legend, layer order, saving).
 """
 
 from featlab.plots.base import PlotSettings
-from featlab.plots.edits import plot_edit_probability, plot_edit_strip
+from featlab.plots.edits import plot_edit_lenses, plot_edit_probability, plot_edit_strip
 from featlab.plots.featinv import (
     FEATINV_COLUMNS,
     plot_featinv_grid,
@@ -27,6 +27,7 @@ __all__ = [
     "PlotSettings",
     "draw_strip",
     "plot_cosine_by_layer",
+    "plot_edit_lenses",
     "plot_edit_probability",
     "plot_edit_strip",
     "plot_featinv_grid",

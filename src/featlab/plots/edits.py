@@ -1,4 +1,5 @@
-"""Figures of learned feature-space edits: reconstructions and probabilities along alpha."""
+"""Figures of learned feature-space edits: reconstructions and probabilities along alpha, and the
+two lenses side by side."""
 
 import os
 import re
@@ -173,3 +174,55 @@ def _probability_panel(ax: plt.Axes, rows: pd.DataFrame, cell: tuple, colours: d
     ax.set_ylabel("target probability", fontsize=TICK_SIZE)
     ax.set_ylim(-0.02, 1.02)
     ax.tick_params(labelsize=TICK_SIZE)
+
+
+# The two lenses' figure: image name in images.safetensors -> column title.
+LENS_COLUMNS = (
+    ("original", "original"),
+    ("manipulated", "manipulated"),
+    ("input_lens", "input lens (morph)"),
+    ("reconstructed_feature_lens_matched", "feature lens, recon."),
+)
+
+
+def plot_edit_lenses(
+    images: dict[str, np.ndarray], path: str | os.PathLike, settings: PlotSettings, title: str
+) -> None:
+    """The two lenses side by side: test images down; the original, the manipulated image, the
+    input-space morph toward the target and the FeatInv reconstruction of the feature-space lens
+    at the morph's feature-space norm across. Each panel says the driving classifier's target
+    probability (`target_probability.{name}`); a column the cell lacks stays blank.
+
+    Args:
+        images: uint8 (N, R, R, 3) images and (N,) probabilities, as `edits.readings.edit_cell`
+            saves them.
+        path: The PNG to write.
+        settings: Looks.
+        title: The figure's title.
+    """
+    n = len(images["input_lens"])
+    side = min(0.45 * settings.panel_size, 14 / n)
+    fig, axes = plt.subplots(
+        n,
+        len(LENS_COLUMNS),
+        figsize=(side * len(LENS_COLUMNS) + 0.6, (side + 0.2) * n + 0.6),
+        squeeze=False,
+    )
+    for column, (name, label) in enumerate(LENS_COLUMNS):
+        probability = images.get(f"target_probability.{name}")
+        for row in range(n):
+            ax = axes[row, column]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if row == 0:
+                ax.set_title(label, fontsize=TICK_SIZE)
+            if column == 0:
+                ax.set_ylabel(f"image {row}", fontsize=TICK_SIZE)
+            if name in images:
+                ax.imshow(images[name][row], interpolation="nearest")
+            if name in images and probability is not None:
+                ax.set_xlabel(f"p(target) {probability[row]:.2f}", fontsize=TICK_SIZE)
+    fig.suptitle(title, fontsize=TITLE_SIZE)
+    save_figure(fig, path, settings)

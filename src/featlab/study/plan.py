@@ -500,16 +500,51 @@ class Study(StudyPaths):
             weights=self.weights(backbone) or [],
             featinv=f"{self.featinv(backbone, layer)}/model" if inverted else [],
             **{f"map_{m}": self.map_file(*cell, m) for m in self.edit_cells()[cell]},
+            **self.edit_reader_inputs(backbone),
         )
 
+    def edit_readers(self, backbone: str) -> dict[str, dict]:
+        """The backbones that read an edits cell's two lenses for transfer, with their specs:
+        every other backbone whose classes are the data's; none where the edited one's are not
+        (it then drives no morph)."""
+        if not self.accuracy_written(backbone):
+            return {}
+        return {
+            name: self.backbone(name)
+            for name in self.backbones
+            if name != backbone and self.accuracy_written(name)
+        }
+
+    def edit_reader_inputs(self, backbone: str) -> dict:
+        """Each transfer reader's original feature store (whose attributes say how it reads
+        images), `reader_store_{name}`, and its pipeline-made weights, `reader_weights_{name}`."""
+        inputs = {}
+        for name in self.edit_readers(backbone):
+            inputs[f"reader_store_{name}"] = self.features(name, "original")
+            inputs[f"reader_weights_{name}"] = self.weights(name) or []
+        return inputs
+
+    def edit_lens(self) -> dict:
+        """The lens section's settings of a morph, for the edits stage's input-space lens: not
+        the lens stage's budgets, methods, variants or warp fit (edits.lens_budget sets its one
+        budget; the method is the iterative steerable phase)."""
+        unused = ("budgets", "methods", "variants", "warp")
+        return {k: v for k, v in self.settings("lens").items() if k not in unused}
+
     def edit_figures(self) -> list[str]:
-        """A strip per inverted cell, and the probability against alpha; none without cells."""
+        """A strip per inverted cell, the two lenses of each inverted cell whose backbone's
+        classes are the data's, and the probability against alpha; none without cells."""
         cells = self.edit_cells()
         if not cells:
             return []
         inverted = self.featinv_layers() if self.config["edits"]["invert_images"] else []
         strips = [self.figure("edits", *cell) for cell in cells if cell[:2] in inverted]
-        return [*strips, self.figure("edit_probability")]
+        lenses = [
+            self.figure("edit_lenses", *cell)
+            for cell in cells
+            if cell[:2] in inverted and self.accuracy_written(cell[0])
+        ]
+        return [*strips, *lenses, self.figure("edit_probability")]
 
     # 4. Settings: each stage's part of the config, sliced by its settings dataclass.
     def settings(self, section: str, name: str | None = None) -> dict:
