@@ -11,6 +11,12 @@ features, top-1 agreement), beside the floor (the mean train image) and the ceil
 originals at the reconstructions' resolution). A layer without a FeatInv model gets the
 optimiser's rows only.
 
+`--checkpoints` adds FeatInv at earlier training steps: each folder is a training checkpoint of
+the layer's model (`featinv.train.save_checkpoint`, copied aside while the workflow trained it; the
+workflow removes it at the end), whose weights replace the trained model's and are scored on the
+same features, from the same starting noise. With the recipe's constant learning rate, step k of a
+longer run is exactly a k-step run, so this measures what fewer training steps would give.
+
 Run after the study has extracted the features (and trained the FeatInv model), from the
 repository root:
 
@@ -19,6 +25,7 @@ repository root:
 
 import argparse
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -27,11 +34,14 @@ import featlab._compat  # noqa: F401  (defines torchvision op schemas before dif
 
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from featlab.backbones import BackboneSpec, build_backbone
 from featlab.featinv import evaluate
+from featlab.featinv.model import FeatInvModel
 from featlab.featinv.optimise import OptimiseSettings
-from featlab.featinv.sample import SampleSettings
+from featlab.featinv.sample import SampleSettings, sample
+from featlab.featinv.train import restore_weights
 from featlab.io import write_json
 
 
@@ -69,6 +79,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (the config's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=None, help="also write the results as JSON here")
+    parser.add_argument("--checkpoints", nargs="*", default=[], help="FeatInv checkpoint folders")
+    parser.add_argument("--no-optimiser", action="store_true", help="FeatInv's rows only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # 1. The study's cell: its backbone, stores and settings.
@@ -93,13 +105,14 @@ def main() -> None:
     base = dict(backbone=args.backbone, layer=args.layer, manipulation=args.manipulation)
     report = {"cell": base, "images": args.images, "threads": args.threads, "device": "cpu"}
     # 2. The optimiser, then FeatInv where the layer has a model.
-    inverter, inputs, _ = evaluate.open_optimisation(
-        backbone, args.layer, stores, optimising, args.images, resolution
-    )
-    report["optimiser"] = {
-        "settings": dataclasses.asdict(optimising),
-        **run(inverter, inputs, base),
-    }
+    if not args.no_optimiser:
+        inverter, inputs, _ = evaluate.open_optimisation(
+            backbone, args.layer, stores, optimising, args.images, resolution
+        )
+        report["optimiser"] = {
+            "settings": dataclasses.asdict(optimising),
+            **run(inverter, inputs, base),
+        }
     model = results / "featinv" / args.backbone / args.layer / "model"
     if model.is_dir():
         sampling = SampleSettings(**{**featinv.get("sample", {}), "device": "cpu"})
@@ -110,6 +123,13 @@ def main() -> None:
             "settings": dataclasses.asdict(sampling),
             **run(inverter, inputs, base),
         }
+        for checkpoint in map(Path, args.checkpoints):
+            earlier = FeatInvModel.from_pretrained(model)
+            restore_weights(earlier, load_file(checkpoint / "state.safetensors"))
+            step = json.loads((checkpoint / "state.json").read_text())["step"]
+            reconstruct = functools.partial(sample, earlier, settings=sampling)
+            earlier_inverter = dataclasses.replace(inverter, reconstruct=reconstruct)
+            report[f"featinv_step_{step}"] = run(earlier_inverter, inputs, base)
     print(json.dumps(report, indent=2))
     if args.output:
         write_json(args.output, report)  # keys sorted

@@ -273,6 +273,13 @@ def save_checkpoint(
         (temporary / "state.json").write_text(json.dumps(record, indent=2))
 
 
+def restore_weights(model: FeatInvModel, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy a checkpoint's weights (`model.{name}` tensors) into the model's trainable ones."""
+    with torch.no_grad():
+        for name, p in model.trainable_state().items():
+            p.copy_(tensors[f"model.{name}"])
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     model: FeatInvModel,
@@ -289,9 +296,7 @@ def load_checkpoint(
         return 0, []
     tensors = load_file(path / "state.safetensors")
     parameters = model.trainable_state()
-    with torch.no_grad():
-        for name, p in parameters.items():
-            p.copy_(tensors[f"model.{name}"])
+    restore_weights(model, tensors)
     by_id = {id(p): name for name, p in parameters.items()}
     order = [by_id[id(p)] for group in optimiser.param_groups for p in group["params"]]
     state = {}
