@@ -11,12 +11,12 @@ after it (`after`). The floors:
    moves the features; at 0.99 or above there is nothing for a map to learn), the ridge map's
    test `cosine_median` is above the identity's. The ridge map is `ridge_relative`, the study's
    closed form on relative errors (bench/RESULTS.md: never below the identity): the FeatMap
-   paper's plain `ridge` falls below the identity in about a third of the default study's cells
-   (README), so on it the floor would fail before any change.
+   paper's plain `ridge` falls below the identity in 27 of the default study's 84 cells
+   (bench/RESULTS.md), so on it the floor would fail before any change.
 3. Trained mappings (`featlab.mapping.fit.TRAINED`): in every (backbone, layer, manipulation,
    mapping) of `before`, the test `cosine_median` of `mapped_vs_manipulated` (or of
    `mapped_vs_manipulated_spatial_first`, for a map that applies the spatial op first) is at
-   most 0.01 below `before`'s.
+   most 0.01 below `before`'s (a cell new in `after` has no `before` to be held to).
 4. FeatInv on each backbone's deepest FeatInv layer (network order of the layers with FeatInv
    rows): its reconstructions of the original test images from their own features
    (`reconstructed_original_vs_original`; the optimiser's carry the prefix `optimised_` and are
@@ -92,7 +92,7 @@ class Finding:
 
     def __str__(self) -> str:
         note = f" ({self.note})" if self.note else ""
-        return f"{self.cell}: {self.value:.4f} {self.relation} {self.bound:.4f}{note}"
+        return f"{self.cell}: {self.value:.4f}, needs {self.relation} {self.bound:.4f}{note}"
 
 
 # --- Reading the table ----------------------------------------------------------------------------
@@ -333,9 +333,9 @@ class Outcome:
         """How many cells failed and the one of least margin; or what is missing."""
         if self.missing:
             return f"missing rows: {self.missing}"
-        failing = sum(not f.passed for f in self.findings)
+        cells, failing = len(self.findings), sum(not f.passed for f in self.findings)
         worst = min(self.findings, key=lambda f: f.margin)
-        return f"{len(self.findings)} cells, {failing} failing; worst {worst}"
+        return f"{cells} cell{'s' * (cells != 1)}, {failing} failing; worst {worst}"
 
     def failing_lines(self) -> list[str]:
         return [f"  FAIL {f}" for f in self.findings if not f.passed]
