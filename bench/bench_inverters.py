@@ -43,6 +43,7 @@ from featlab.featinv.optimise import OptimiseSettings
 from featlab.featinv.sample import SampleSettings, sample
 from featlab.featinv.train import restore_weights
 from featlab.io import write_json
+from featlab.study.settings import settings_of
 
 
 class Timed:
@@ -97,7 +98,7 @@ def main() -> None:
         "manipulated_images": results / "images" / f"{args.manipulation}.zarr",
     }
     featinv = config.get("featinv", {})
-    chosen = {k: v for k, v in featinv.get("optimise", {}).items() if k != "layers"}
+    chosen = settings_of(OptimiseSettings, featinv.get("optimise", {}))
     optimising = OptimiseSettings(**{**chosen, "device": "cpu"})
     if args.steps:
         optimising = dataclasses.replace(optimising, steps=args.steps)
@@ -115,7 +116,9 @@ def main() -> None:
         }
     model = results / "featinv" / args.backbone / args.layer / "model"
     if model.is_dir():
-        sampling = SampleSettings(**{**featinv.get("sample", {}), "device": "cpu"})
+        sampling = SampleSettings(
+            **{**settings_of(SampleSettings, featinv.get("sample", {})), "device": "cpu"}
+        )
         inverter, inputs, _ = evaluate.open_inversion(
             model, backbone, args.layer, stores, sampling, args.images
         )
