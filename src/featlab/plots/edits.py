@@ -72,13 +72,7 @@ def plot_edit_strip(
     )
     for row, (image, line) in enumerate(lines):
         for column, (name, label) in enumerate(columns):
-            ax = axes[row, column]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if row == 0:
-                ax.set_title(label, fontsize=TICK_SIZE)
+            ax = _image_panel(axes[row, column], label if row == 0 else None)
             if column == 0:
                 label = {"control": "noise", "lens": "grad. lens"}.get(line, f"{image}: {line}")
                 ax.set_ylabel(label, fontsize=TICK_SIZE)
@@ -87,6 +81,17 @@ def plot_edit_strip(
                 ax.imshow(shown, interpolation="nearest")
     fig.suptitle(title, fontsize=TITLE_SIZE)
     save_figure(fig, path, settings)
+
+
+def _image_panel(ax: plt.Axes, title: str | None) -> plt.Axes:
+    """An axis for one image: no ticks or frame, the column's title on the top row."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title is not None:
+        ax.set_title(title, fontsize=TICK_SIZE)
+    return ax
 
 
 def _strip_image(images: dict, index: int, line: str, name: str, first: str):
@@ -211,13 +216,7 @@ def plot_edit_lenses(
     for column, (name, label) in enumerate(LENS_COLUMNS):
         probability = images.get(f"target_probability.{name}")
         for row in range(n):
-            ax = axes[row, column]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if row == 0:
-                ax.set_title(label, fontsize=TICK_SIZE)
+            ax = _image_panel(axes[row, column], label if row == 0 else None)
             if column == 0:
                 ax.set_ylabel(f"image {row}", fontsize=TICK_SIZE)
             if name in images:
