@@ -19,7 +19,7 @@ from featlab.plots.base import (
 
 REFERENCE_COLUMNS = (
     ("original", "original"),
-    ("manipulated", "manipulated"),
+    ("manipulated", "manip."),  # short: the strip's columns are one image wide
     ("reconstructed_manipulated", "recon. manip."),
 )
 
