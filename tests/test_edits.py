@@ -232,6 +232,19 @@ def test_the_two_lenses_move_the_features_equally_far_and_transfer_reads_its_own
     assert np.all(probability > images["target_probability.original"])
 
 
+def test_an_unreachable_lens_budget_names_its_key():
+    preprocessing = {"mean": [0.5] * 3, "std": [0.25] * 3, "input_size": 32}
+    driver = reader_of(_tiny_resnet(0), preprocessing)
+    inputs = _lens_inputs(driver, _smooth_images(1))
+    gradient = target_gradient(
+        driver.model, "layer3", inputs.original, None, inputs.target, (32, 32)
+    )
+    # a 32-pixel image in [0, 1] is at most sqrt(3 * 32 * 32) ~ 55 from any other
+    lens = morph_settings({"max_steps": 2}, 1000.0)
+    with pytest.raises(ValueError, match=r"edits\.lens_budget"):
+        lens_pair(driver, "layer3", inputs.images, inputs.original, gradient, inputs.target, lens)
+
+
 def test_a_cell_sets_the_two_lenses_side_by_side_from_its_stores(tmp_path):
     """The edits job's path without mappings: stores in, the driver and a ViT reading each image
     as its own store did, the lens rows and images out."""
