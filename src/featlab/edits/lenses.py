@@ -94,12 +94,10 @@ def lens_pair(
         source = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
         edit = make_edit(METHOD, source / 255, settings)
         objective = objective_of(driver, int(target[i]), settings.objective)
-        try:
-            finals.append(iterative(edit, objective, settings, f"edits lens image {i}")[budget])
-        except ValueError as error:  # the lens stage's message names its own key
-            raise ValueError(
-                f"edits lens image {i}: no morph reaches L2 {budget:g}; lower edits.lens_budget"
-            ) from error
+        by_budget = iterative(
+            edit, objective, settings, f"edits lens image {i}", "edits.lens_budget"
+        )
+        finals.append(by_budget[budget])
     morphs = torch.cat([morph.frames[-1:] for morph in finals])  # (n, 3, H, W)
     # 2. The morphs' features at the layer, and how far they moved from the originals.
     with torch.no_grad(), capture_layers(driver.model, (layer,)) as outputs:

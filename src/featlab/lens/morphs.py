@@ -60,17 +60,16 @@ def _bisect(distance: Callable[[float], float], budget: float, low: float, high:
     raise RuntimeError(f"bisection did not meet L2 {budget:g} within {tol:.2%} (got {value:.4g})")
 
 
-def _grow(distance: Callable[[float], float], budget: float, start: float, name: str):
+def _grow(distance: Callable[[float], float], budget: float, start: float, name: str, key: str):
     """(low, high) with distance(low) < budget <= distance(high): the first amplification past
-    `start` that reaches the budget, found by growing it by half at a time."""
+    `start` that reaches the budget, found by growing it by half at a time. `key` names the
+    config key that set the budget, for the message when none reaches it."""
     low, high = 0.0, start
     for _ in range(80):
         if distance(high) >= budget:
             return low, high
         low, high = high, 1.5 * high
-    raise ValueError(
-        f"{name}: no amplification of the edit reaches L2 {budget:g}; lower lens.budgets"
-    )
+    raise ValueError(f"{name}: no amplification of the edit reaches L2 {budget:g}; lower {key}")
 
 
 def one_step(
@@ -86,7 +85,7 @@ def one_step(
     morphs = {}
     for budget in settings.budgets:
         # 2. Bracket the first amplification that reaches the budget, then bisect.
-        low, high = _grow(distance, budget, edit.step_cap, f"{name} one_step")
+        low, high = _grow(distance, budget, edit.step_cap, f"{name} one_step", "lens.budgets")
         scale, value = _bisect(distance, budget, low, high, settings.budget_tolerance)
         # 3. Frames at evenly spaced amplifications.
         with torch.no_grad():
@@ -97,9 +96,10 @@ def one_step(
 
 
 def iterative(
-    edit: Edit, objective: Callable, settings: LensSettings, name: str
+    edit: Edit, objective: Callable, settings: LensSettings, name: str, key: str = "lens.budgets"
 ) -> dict[float, Morph]:
-    """Take the gradient again after every capped step; cut the path where it meets each budget.
+    """Take the gradient again after every capped step; cut the path where it meets each budget
+    (`key`: the config key of the budgets, named when a budget cannot be reached).
 
     A walk that has not crossed the largest budget after `max_steps` steps (it settles where
     the classifier is content) goes on in a straight line: its end point is amplified, as the
@@ -115,7 +115,9 @@ def iterative(
     steps, end, extension = len(path) - 1, path[-1], 1.0
     # 2. Short of the largest budget: amplify the end point until it is crossed.
     if distances[-1] < largest:
-        _, extension = _grow(lambda s: edit.distance(s * end), largest, 1.0, f"{name} iterative")
+        _, extension = _grow(
+            lambda s: edit.distance(s * end), largest, 1.0, f"{name} iterative", key
+        )
         path.append(extension * end)
         distances.append(edit.distance(path[-1]))
     # Frames are spaced evenly in the parameters' path length.
