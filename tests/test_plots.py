@@ -89,6 +89,18 @@ def test_every_artifact_figure_fits_a_page(study, tmp_path):
         assert_fits(tmp_path / f"{name}.png")
 
 
+def test_the_two_lenses_figure_leaves_out_a_missing_feature_lens(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    lenses = {name: images for name in ("original", "manipulated", "input_lens")}
+    settings = plots.PlotSettings()
+    plots.plot_edit_lenses(lenses, tmp_path / "three.png", settings, "vit · blocks.3")
+    lenses["reconstructed_feature_lens_matched"] = images
+    plots.plot_edit_lenses(lenses, tmp_path / "four.png", settings, "cnn · layer4")
+    three, four = (Image.open(tmp_path / f"{n}.png").size[0] for n in ("three", "four"))
+    assert three < 0.85 * four  # a column narrower, not a blank column
+
+
 def test_the_lens_strip_puts_budgets_side_by_side(tmp_path):
     frames, morphs = write_lens_case(tmp_path, 64, (2, 4), 5)
     plots.draw_strip(frames, morphs, tmp_path / "strip.png")

@@ -11,5 +11,5 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115
 
 w = snakemake.wildcards
 images = load_file(snakemake.input[0])
-title = f"{w.backbone} · {w.layer}: {w.manipulation}, two lenses toward the target"
+title = f"{w.backbone} · {w.layer}: {w.manipulation}\ntwo lenses toward the target"
 plot_edit_lenses(images, snakemake.output[0], PlotSettings(**snakemake.params.plots), title)

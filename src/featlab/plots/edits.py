@@ -196,7 +196,8 @@ def plot_edit_lenses(
     """The two lenses side by side: test images down; the original, the manipulated image, the
     input-space morph toward the target and the FeatInv reconstruction of the feature-space lens
     at the morph's feature-space norm across. Each panel says the driving classifier's target
-    probability (`target_probability.{name}`); a column the cell lacks stays blank.
+    probability (`target_probability.{name}`). A column the cell lacks is left out (the feature
+    lens where the layer's gradient is zero, or where the layer has no FeatInv model).
 
     Args:
         images: uint8 (N, R, R, 3) images and (N,) probabilities, as `edits.readings.edit_cell`
@@ -206,22 +207,22 @@ def plot_edit_lenses(
         title: The figure's title.
     """
     n = len(images["input_lens"])
+    columns = [(name, label) for name, label in LENS_COLUMNS if name in images]
     side = min(0.45 * settings.panel_size, 14 / n)
     fig, axes = plt.subplots(
         n,
-        len(LENS_COLUMNS),
-        figsize=(side * len(LENS_COLUMNS) + 0.6, (side + 0.2) * n + 0.6),
+        len(columns),
+        figsize=(side * len(columns) + 0.6, (side + 0.2) * n + 0.6),
         squeeze=False,
     )
-    for column, (name, label) in enumerate(LENS_COLUMNS):
+    for column, (name, label) in enumerate(columns):
         probability = images.get(f"target_probability.{name}")
         for row in range(n):
             ax = _image_panel(axes[row, column], label if row == 0 else None)
             if column == 0:
                 ax.set_ylabel(f"image {row}", fontsize=TICK_SIZE)
-            if name in images:
-                ax.imshow(images[name][row], interpolation="nearest")
-            if name in images and probability is not None:
+            ax.imshow(images[name][row], interpolation="nearest")
+            if probability is not None:
                 ax.set_xlabel(f"p(target) {probability[row]:.2f}", fontsize=TICK_SIZE)
     fig.suptitle(title, fontsize=TITLE_SIZE)
     save_figure(fig, path, settings)
