@@ -35,7 +35,9 @@ from featlab.study.settings import settings_of
 
 def seconds_per_step(model, data, settings: TrainSettings, steps: int, warmup: int) -> float:
     """Mean wall seconds of `steps` training steps after `warmup` untimed ones."""
-    optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=settings.lr)
+    optimiser = torch.optim.AdamW(
+        model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
     noise = DDPMScheduler.from_config(model.noise_config)
     model.train()
     device = torch.device("cpu")
