@@ -49,7 +49,7 @@ from featlab.study.settings import settings_of
 
 
 @dataclasses.dataclass
-class Study:
+class StudyFiles:
     """The default study's FeatInv settings and result paths."""
 
     config: dict
@@ -58,7 +58,7 @@ class Study:
     train: TrainSettings
 
     @classmethod
-    def read(cls, path: str) -> "Study":
+    def read(cls, path: str) -> "StudyFiles":
         config = yaml.safe_load(Path(path).read_text())
         featinv = config.get("featinv", {})
         train = TrainSettings(**settings_of(TrainSettings, featinv.get("train", {})), device="cpu")
@@ -72,7 +72,7 @@ class Study:
         return self.results / "images" / f"{name}.zarr"
 
 
-def frozen_base_model(study: Study, base: UNet2DConditionModel, channels: int) -> FeatInvModel:
+def frozen_base_model(study: StudyFiles, base: UNet2DConditionModel, channels: int) -> FeatInvModel:
     """The study's model for `channels`-channel features, its UNet replaced by the frozen base and
     its ControlNet copied from the base's encoder (as `build_model` does for a pretrained base)."""
     model = build_model(study.model, channels)  # the same seed: the same prompt embedding
@@ -86,9 +86,17 @@ def frozen_base_model(study: Study, base: UNet2DConditionModel, channels: int) -
     return model
 
 
-def train_steps(model: FeatInvModel, data, settings: TrainSettings, start: int, stop: int) -> float:
+def adamw(model: FeatInvModel, settings: TrainSettings) -> torch.optim.AdamW:
+    """The workflow's optimiser over the model's trainable parameters."""
+    return torch.optim.AdamW(
+        model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+
+
+def train_steps(
+    model: FeatInvModel, data, settings: TrainSettings, optimiser, start: int, stop: int
+) -> float:
     """Run training steps [start, stop) through the workflow's step; returns their seconds."""
-    optimiser = model.optimiser
     noise = DDPMScheduler.from_config(model.noise_config)
     model.train()
     if not model.train_unet:
@@ -97,13 +105,6 @@ def train_steps(model: FeatInvModel, data, settings: TrainSettings, start: int, 
     for step in range(start, stop):
         _train_step(model, data, settings, noise, optimiser, step, torch.device("cpu"))
     return time.perf_counter() - begin
-
-
-def with_optimiser(model: FeatInvModel, settings: TrainSettings) -> FeatInvModel:
-    model.optimiser = torch.optim.AdamW(
-        model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-    )
-    return model
 
 
 def base_step(model: FeatInvModel, data, settings: TrainSettings, noise, optimiser, step: int):
@@ -120,7 +121,7 @@ def base_step(model: FeatInvModel, data, settings: TrainSettings, noise, optimis
     optimiser.step()
 
 
-def base_trainer(study: Study, backbone: str, layer: str):
+def base_trainer(study: StudyFiles, backbone: str, layer: str):
     """The scratch model, its training data and a function running base steps [start, stop).
 
     Only the targets of the training data are used; any backbone's store reads the same images.
@@ -143,7 +144,7 @@ def base_trainer(study: Study, backbone: str, layer: str):
     return model, run
 
 
-def train_base(study: Study, steps: list[int], out: Path, backbone: str, layer: str) -> None:
+def train_base(study: StudyFiles, steps: list[int], out: Path, backbone: str, layer: str) -> None:
     """Train the scratch UNet alone on the train images; save it at each of `steps` steps to
     `out/{step}/unet`."""
     model, run = base_trainer(study, backbone, layer)
@@ -155,7 +156,9 @@ def train_base(study: Study, steps: list[int], out: Path, backbone: str, layer: 
         print(json.dumps({"base_steps": stop, "seconds": round(seconds, 1)}), flush=True)
 
 
-def time_steps(study: Study, base: UNet2DConditionModel, backbone: str, layer: str, n: int) -> None:
+def time_steps(
+    study: StudyFiles, base: UNet2DConditionModel, backbone: str, layer: str, n: int
+) -> None:
     """Seconds per step of joint training, of frozen-base training and of the base alone, in one
     run."""
     channels = FeatureStore(study.features(backbone)).layer(layer).shape[1]
@@ -166,9 +169,9 @@ def time_steps(study: Study, base: UNet2DConditionModel, backbone: str, layer: s
         ("frozen shared base", frozen_base_model(study, base, channels)),
     ):
         data = load_training_data(study.features(backbone), study.images(), layer, model)
-        with_optimiser(model, study.train)
-        train_steps(model, data, study.train, 0, 2)  # warm-up
-        rates[label] = train_steps(model, data, study.train, 2, 2 + n) / n
+        optimiser = adamw(model, study.train)
+        train_steps(model, data, study.train, optimiser, 0, 2)  # warm-up
+        rates[label] = train_steps(model, data, study.train, optimiser, 2, 2 + n) / n
         ratio = rates["joint (the study's)"] / rates[label]
         print(f"{label:>20}: {rates[label]:.3f} s/step, {ratio:.2f}x the joint step's speed")
     _, run = base_trainer(study, backbone, layer)
@@ -178,10 +181,11 @@ def time_steps(study: Study, base: UNet2DConditionModel, backbone: str, layer: s
     print(f"{'the base alone':>20}: {seconds:.3f} s/step, {ratio:.2f}x the joint step's speed")
 
 
-def train_control(study: Study, base: UNet2DConditionModel, args) -> None:
+def train_control(study: StudyFiles, base: UNet2DConditionModel, args) -> None:
     """Train one layer's ControlNet on the frozen base; score it at the chosen steps."""
     channels = FeatureStore(study.features(args.backbone)).layer(args.layer).shape[1]
-    model = with_optimiser(frozen_base_model(study, base, channels), study.train)
+    model = frozen_base_model(study, base, channels)
+    optimiser = adamw(model, study.train)
     data = load_training_data(study.features(args.backbone), study.images(), args.layer, model)
     if model.hint.config.normalise:
         model.hint.set_statistics(data.features)
@@ -190,13 +194,13 @@ def train_control(study: Study, base: UNet2DConditionModel, args) -> None:
     report["study's model (joint, 4800 steps)"] = score(None)
     done, seconds = 0, 0.0
     for stop in sorted(args.score_at):
-        seconds += train_steps(model, data, study.train, done, stop)
+        seconds += train_steps(model, data, study.train, optimiser, done, stop)
         done = stop
         report[f"frozen base, {stop} steps"] = {"train_seconds": round(seconds, 1), **score(model)}
         print(json.dumps(report, indent=2), flush=True)
 
 
-def scorer(study: Study, args):
+def scorer(study: StudyFiles, args):
     """A function scoring a FeatInv model (None: the study's) on the first test images."""
     spec = {k: v for k, v in study.config["backbones"][args.backbone].items() if k != "train"}
     weights = study.results / "models" / args.backbone / "model.safetensors"
@@ -245,7 +249,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--score-at", type=int, nargs="+", default=[800, 1600, 2400])
     args = parser.parse_args()
-    study = Study.read(args.config)
+    study = StudyFiles.read(args.config)
     if args.command == "base":
         train_base(study, args.steps, args.out, args.backbone, args.layer)
         return
