@@ -10,7 +10,8 @@ commands, each through the workflow's own model, noise schedule, draws and scori
 - `base`: train the scratch UNet alone (the study's `featinv.model` and `featinv.train` recipe,
   the hint never present, the prompt dropped at the recipe's `drop_prob` as joint training drops
   it with the hint); save it at each of `--steps` to `--out/{step}` (a diffusers `unet/` folder).
-- `steps`: time joint steps (the study's) and frozen-base steps on one backbone layer, in one run.
+- `steps`: time joint steps (the study's), frozen-base steps and base steps on one backbone
+  layer, in one run.
 - `control`: train one backbone layer's ControlNet and hint block on the frozen base and, at
   each of `--score-at` steps, invert the first `--images` test images of
   `--manipulation` as the inversion rows do (`featinv.evaluate.invert_references`, the study's
