@@ -192,7 +192,7 @@ def train_control(study: StudyFiles, base: UNet2DConditionModel, args) -> None:
         model.hint.set_statistics(data.features)
     score = scorer(study, args)
     report = {"cell": [args.backbone, args.layer, args.manipulation], "images": args.images}
-    report["study's model (joint, 4800 steps)"] = score(None)
+    report[f"study's model (joint, {study.train.steps} steps)"] = score(None)
     done, seconds = 0, 0.0
     for stop in sorted(args.score_at):
         seconds += train_steps(model, data, study.train, optimiser, done, stop)
