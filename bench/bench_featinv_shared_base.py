@@ -38,12 +38,12 @@ import featlab._compat  # noqa: F401  (defines torchvision op schemas before dif
 import torch
 import torch.nn.functional as F
 import yaml
+from bench_inverters import open_cell, run, sampling_settings
 from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
 
-from featlab.backbones import BackboneSpec, build_backbone
 from featlab.featinv import evaluate
 from featlab.featinv.model import FeatInvModel, ModelSettings, build_model
-from featlab.featinv.sample import SampleSettings, sample
+from featlab.featinv.sample import sample
 from featlab.featinv.train import TrainSettings, _train_step, load_training_data, step_draws
 from featlab.store import FeatureStore
 from featlab.study.settings import settings_of
@@ -202,20 +202,10 @@ def train_control(study: StudyFiles, base: UNet2DConditionModel, args) -> None:
 
 
 def scorer(study: StudyFiles, args):
-    """A function scoring a FeatInv model (None: the study's) on the first test images."""
-    spec = {k: v for k, v in study.config["backbones"][args.backbone].items() if k != "train"}
-    weights = study.results / "models" / args.backbone / "model.safetensors"
-    backbone = build_backbone(BackboneSpec(**spec), weights if spec["weights"] != "hub" else None)
-    stores = {
-        "original": study.features(args.backbone),
-        "manipulated": study.results / "features" / args.backbone / f"{args.manipulation}.zarr",
-        "original_images": study.images(),
-        "manipulated_images": study.images(args.manipulation),
-    }
-    featinv = study.config.get("featinv", {})
-    sampling = SampleSettings(
-        **{**settings_of(SampleSettings, featinv.get("sample", {})), "device": "cpu"}
-    )
+    """A function scoring a FeatInv model (None: the study's) on the first test images, as
+    `bench_inverters.py` scores FeatInv: the rows of `featinv.evaluate.invert_references`."""
+    backbone, stores = open_cell(study.config, args.backbone, args.manipulation)
+    sampling = sampling_settings(study.config)
     trained = study.results / "featinv" / args.backbone / args.layer / "model"
     inverter, inputs, _ = evaluate.open_inversion(
         trained, backbone, args.layer, stores, sampling, args.images
@@ -223,16 +213,11 @@ def scorer(study: StudyFiles, args):
     cell = dict(backbone=args.backbone, layer=args.layer, manipulation=args.manipulation)
 
     def score(model: FeatInvModel | None) -> dict:
-        chosen = inverter
-        if model is not None:
-            model.prompt_drop_prob = study.train.prompt_drop_prob
-            reconstruct = functools.partial(sample, model, settings=sampling)
-            chosen = dataclasses.replace(inverter, reconstruct=reconstruct)
-        settings = evaluate.InvertSettings(
-            n_images=len(inputs.original), pooled=False, perturbation_scales=()
-        )
-        rows, _ = evaluate.invert_references(chosen, inputs, settings, cell, baselines=False)
-        return {f"{row['comparison']}:{row['metric']}": round(row["value"], 4) for row in rows}
+        if model is None:
+            return run(inverter, inputs, cell)
+        model.prompt_drop_prob = study.train.prompt_drop_prob
+        reconstruct = functools.partial(sample, model, settings=sampling)
+        return run(dataclasses.replace(inverter, reconstruct=reconstruct), inputs, cell)
 
     return score
 

@@ -70,6 +70,28 @@ def run(inverter: evaluate.Inverter, inputs, base: dict) -> dict:
     return {"images_per_second": round(timer.images / timer.seconds, 3), "scores": scores}
 
 
+def open_cell(config: dict, backbone: str, manipulation: str) -> tuple[torch.nn.Module, dict]:
+    """The study's trained backbone and the stores of one (backbone, manipulation) cell."""
+    results = Path("results") / config["study"]
+    spec = {k: v for k, v in config["backbones"][backbone].items() if k != "train"}
+    weights = results / "models" / backbone / "model.safetensors"
+    model = build_backbone(BackboneSpec(**spec), weights if spec["weights"] != "hub" else None)
+    features = results / "features" / backbone
+    stores = {
+        "original": features / "original.zarr",
+        "manipulated": features / f"{manipulation}.zarr",
+        "original_images": results / "images" / "original.zarr",
+        "manipulated_images": results / "images" / f"{manipulation}.zarr",
+    }
+    return model, stores
+
+
+def sampling_settings(config: dict) -> SampleSettings:
+    """The study's FeatInv sampler, on the CPU."""
+    chosen = settings_of(SampleSettings, config.get("featinv", {}).get("sample", {}))
+    return SampleSettings(**{**chosen, "device": "cpu"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config.yaml")
@@ -87,16 +109,7 @@ def main() -> None:
     # 1. The study's cell: its backbone, stores and settings.
     config = yaml.safe_load(Path(args.config).read_text())
     results = Path("results") / config["study"]
-    spec = {k: v for k, v in config["backbones"][args.backbone].items() if k != "train"}
-    weights = results / "models" / args.backbone / "model.safetensors"
-    backbone = build_backbone(BackboneSpec(**spec), weights if spec["weights"] != "hub" else None)
-    features = results / "features" / args.backbone
-    stores = {
-        "original": features / "original.zarr",
-        "manipulated": features / f"{args.manipulation}.zarr",
-        "original_images": results / "images" / "original.zarr",
-        "manipulated_images": results / "images" / f"{args.manipulation}.zarr",
-    }
+    backbone, stores = open_cell(config, args.backbone, args.manipulation)
     featinv = config.get("featinv", {})
     chosen = settings_of(OptimiseSettings, featinv.get("optimise", {}))
     optimising = OptimiseSettings(**{**chosen, "device": "cpu"})
@@ -116,9 +129,7 @@ def main() -> None:
         }
     model = results / "featinv" / args.backbone / args.layer / "model"
     if model.is_dir():
-        sampling = SampleSettings(
-            **{**settings_of(SampleSettings, featinv.get("sample", {})), "device": "cpu"}
-        )
+        sampling = sampling_settings(config)
         inverter, inputs, _ = evaluate.open_inversion(
             model, backbone, args.layer, stores, sampling, args.images
         )
